@@ -1,0 +1,66 @@
+//! Bearer API keys. A key is `kiln_` + 64 hex characters (256 random bits); only its SHA-256 is
+//! stored. Each key has scopes and a tenant, and sees only its tenant's media and jobs.
+
+use axum::{extract::FromRequestParts, http::request::Parts};
+use kiln_core::db;
+use sha2::{Digest, Sha256};
+
+use crate::{error::ApiError, state::AppState};
+
+/// What a key may do.
+pub mod scope {
+    pub const MEDIA: &str = "media";
+    pub const EMAIL: &str = "email";
+    pub const ADMIN: &str = "admin";
+    pub const ALL: [&str; 3] = [MEDIA, EMAIL, ADMIN];
+}
+
+/// The SHA-256 of a key, as stored.
+pub fn hash_key(key: &str) -> Vec<u8> {
+    Sha256::digest(key.as_bytes()).to_vec()
+}
+
+/// The caller, authenticated by its key.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub key_id: uuid::Uuid,
+    pub tenant: String,
+    scopes: Vec<String>,
+}
+
+impl Caller {
+    /// Fails with 403 unless the key has `scope`.
+    pub fn require(&self, scope: &str) -> Result<(), ApiError> {
+        if self.scopes.iter().any(|s| s == scope) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(scope))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <api key>"))?;
+        let key = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| ApiError::unauthorized("expected Authorization: Bearer <api key>"))?;
+        let found = db::api_keys::find_active_by_hash(&state.db, &hash_key(key))
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))?;
+        Ok(Self {
+            key_id: found.id,
+            tenant: found.tenant,
+            scopes: found.scopes,
+        })
+    }
+}

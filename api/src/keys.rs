@@ -1,0 +1,51 @@
+//! `kiln-api keys create`: makes an API key, stores its hash and prints the key once.
+
+use anyhow::{Context, bail};
+use kiln_core::db;
+use rand::RngCore;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::auth::{hash_key, scope};
+
+/// A freshly made key: the secret is only ever in this value and the command's output.
+pub struct CreatedKey {
+    pub id: Uuid,
+    pub key: String,
+}
+
+/// Creates a key named `name` for `tenant` (defaults to the name) with `scopes`.
+pub async fn create(
+    pool: &PgPool,
+    name: &str,
+    tenant: Option<&str>,
+    scopes: &[String],
+) -> anyhow::Result<CreatedKey> {
+    if name.trim().is_empty() {
+        bail!("--name must not be empty");
+    }
+    if scopes.is_empty() {
+        bail!("--scopes needs at least one of {}", scope::ALL.join(","));
+    }
+    if let Some(bad) = scopes.iter().find(|s| !scope::ALL.contains(&s.as_str())) {
+        bail!("unknown scope {bad:?}; use {}", scope::ALL.join(","));
+    }
+    let mut secret = [0u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    let key = format!("kiln_{}", hex::encode(secret));
+    let id = Uuid::now_v7();
+    db::api_keys::insert(
+        pool,
+        &db::api_keys::NewApiKey {
+            id,
+            name,
+            tenant: tenant.unwrap_or(name),
+            prefix: &key[..12],
+            key_hash: &hash_key(&key),
+            scopes,
+        },
+    )
+    .await
+    .context("storing the API key")?;
+    Ok(CreatedKey { id, key })
+}

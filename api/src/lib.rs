@@ -1,0 +1,17 @@
+//! kiln-api: the thin HTTP front of Kiln.
+//!
+//! - [`startup`]: builds the application (binds, connects lazily) and runs it until stopped.
+//! - [`state`]: the one shared state handed to every handler.
+//! - [`error`]: the single API error type and its JSON body.
+//! - [`auth`]: bearer API keys, scopes and tenants.
+//! - [`routes`]: one module per resource and action.
+//! - [`keys`]: the `kiln-api keys` command.
+
+pub mod auth;
+pub mod error;
+pub mod keys;
+pub mod routes;
+pub mod startup;
+pub mod state;
+
+pub use startup::Application;

@@ -1,0 +1,80 @@
+//! `kiln-api`: serve the HTTP API, apply migrations, or manage API keys.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use kiln_api::{Application, keys};
+use kiln_core::{Config, db, shutdown, telemetry};
+
+#[derive(Parser)]
+#[command(name = "kiln-api", version, about = "Kiln's HTTP API")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key; it is printed once, alone on the last line, and stored only as a hash.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Comma-separated: media, email, admin.
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+        /// The tenant whose data the key sees (defaults to the name).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = Config::from_env()?;
+    telemetry::init(config.log_format);
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            let pool = db::connect_lazy(&config.database_url, 1)?;
+            db::migrate(&pool).await.context("running migrations")?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Create {
+            name,
+            scopes,
+            tenant,
+        }) => {
+            let pool = db::connect_lazy(&config.database_url, 1)?;
+            let created = keys::create(&pool, &name, tenant.as_deref(), &scopes).await?;
+            eprintln!(
+                "created API key {} ({name}); store it now, it is not shown again:",
+                created.id
+            );
+            println!("{}", created.key);
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let metrics_addr = config.metrics_addr.unwrap_or(([127, 0, 0, 1], 9090).into());
+    let cancel = shutdown::on_signal();
+    let metrics = telemetry::install_metrics_recorder()?;
+    let (_, metrics_task) = telemetry::serve_metrics(metrics_addr, metrics, cancel.clone()).await?;
+    let app = Application::build(config).await?;
+    app.run_until_stopped(cancel).await?;
+    metrics_task.await.ok();
+    Ok(())
+}

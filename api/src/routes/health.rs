@@ -1,0 +1,67 @@
+//! Liveness and readiness.
+
+use std::time::Duration;
+
+use axum::{Json, extract::State, http::StatusCode};
+use serde_json::{Value, json};
+
+use crate::state::AppState;
+
+/// Liveness: the process answers.
+pub async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Readiness, with each dependency checked and reported. Only Postgres is required: without
+/// Redis reads are slower, and without RabbitMQ uploads are still accepted (their jobs wait in
+/// the outbox), so both only make the answer `degraded`.
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let postgres = async {
+        sqlx::query("SELECT 1")
+            .execute(&state.db)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    let redis = async { state.cache.ping().await.map_err(|e| e.to_string()) };
+    let rabbitmq = async { state.publisher.check().await.map_err(|e| e.to_string()) };
+    let (postgres, redis, rabbitmq) = tokio::join!(
+        with_timeout(postgres),
+        with_timeout(redis),
+        with_timeout(rabbitmq)
+    );
+    let status = match (&postgres, &redis, &rabbitmq) {
+        (Err(_), _, _) => "unavailable",
+        (Ok(()), Ok(()), Ok(())) => "ok",
+        _ => "degraded",
+    };
+    let code = if postgres.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": status,
+        "checks": {
+            "postgres": report(&postgres),
+            "redis": report(&redis),
+            "rabbitmq": report(&rabbitmq),
+        }
+    });
+    (code, Json(body))
+}
+
+async fn with_timeout(check: impl Future<Output = Result<(), String>>) -> Result<(), String> {
+    tokio::time::timeout(CHECK_TIMEOUT, check)
+        .await
+        .unwrap_or_else(|_| Err("timed out".into()))
+}
+
+fn report(result: &Result<(), String>) -> Value {
+    match result {
+        Ok(()) => json!({ "ok": true }),
+        Err(error) => json!({ "ok": false, "error": error }),
+    }
+}

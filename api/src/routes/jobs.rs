@@ -1,0 +1,49 @@
+//! `GET /v1/jobs/{id}`.
+
+use axum::{
+    Json,
+    extract::{Path, State},
+};
+use chrono::{DateTime, Utc};
+use kiln_core::db;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::{auth::Caller, error::ApiError, state::AppState};
+
+/// A job as its tenant sees it.
+#[derive(Debug, Serialize)]
+pub struct JobView {
+    pub id: Uuid,
+    pub kind: String,
+    pub status: String,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// Any key of the job's tenant may read it; another tenant's job is a 404, not a 403, so ids
+/// of other tenants cannot be probed.
+pub async fn get_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Json<JobView>, ApiError> {
+    let job = db::jobs::find_for_tenant(&state.db, id, &caller.tenant)
+        .await?
+        .ok_or_else(|| ApiError::not_found("job"))?;
+    Ok(Json(JobView {
+        id: job.id,
+        kind: job.kind,
+        status: job.status,
+        attempts: job.attempts,
+        max_attempts: job.max_attempts,
+        last_error: job.last_error,
+        created_at: job.created_at,
+        started_at: job.started_at,
+        finished_at: job.finished_at,
+    }))
+}

@@ -1,0 +1,24 @@
+//! `GET /v1/media/{id}`.
+
+use axum::{
+    Json,
+    extract::{Path, State},
+};
+use uuid::Uuid;
+
+use super::view::{MediaView, load};
+use crate::{
+    auth::{Caller, scope},
+    error::ApiError,
+    state::AppState,
+};
+
+/// Returns the media with its status and variant URLs, read through the cache.
+pub async fn get_media(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Json<MediaView>, ApiError> {
+    caller.require(scope::MEDIA)?;
+    Ok(Json(load(&state, id, &caller.tenant).await?.view))
+}

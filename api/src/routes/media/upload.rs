@@ -1,0 +1,314 @@
+//! `POST /v1/media`: streams an upload to storage while hashing and counting it, checks what it
+//! is from its bytes, then records the media and its job in one transaction.
+//!
+//! Every rejection happens before a job exists, and leaves no file behind:
+//! empty → 400, too large → 413, not an image → 415, too many pixels or unreadable header → 422.
+
+use axum::{
+    Json,
+    extract::{Request, State},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use bytes::Bytes;
+use futures::StreamExt;
+use kiln_core::{
+    db,
+    image_probe::{self, ImageFormat},
+    jobs::{JobKind, MediaPayload},
+    storage::StorageWriter,
+};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::view::load;
+use crate::{
+    auth::{Caller, scope},
+    error::ApiError,
+    state::AppState,
+};
+
+/// How much of the upload's start is kept in memory to read the image header. JPEG headers can
+/// sit after large EXIF blocks; past this, the header is read back from storage.
+const HEAD_KEEP: usize = 256 * 1024;
+/// How far into the stored file a header may be looked for.
+const HEADER_SEARCH: u64 = 16 * 1024 * 1024;
+
+/// The upload's bytes, from a raw body or the `file` field of a multipart form.
+enum Source {
+    Raw(axum::body::BodyDataStream),
+    Multipart(Box<multer::Field<'static>>),
+}
+
+impl Source {
+    async fn open(request: Request) -> Result<Self, ApiError> {
+        let content_type = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body = request.into_body().into_data_stream();
+        if !content_type.starts_with("multipart/form-data") {
+            return Ok(Self::Raw(body));
+        }
+        let invalid = |e: multer::Error| ApiError::bad_request("invalid_multipart", e.to_string());
+        let boundary = multer::parse_boundary(&content_type).map_err(invalid)?;
+        let mut form = multer::Multipart::new(body, boundary);
+        while let Some(field) = form.next_field().await.map_err(invalid)? {
+            if field.name() == Some("file") {
+                return Ok(Self::Multipart(Box::new(field)));
+            }
+        }
+        Err(ApiError::bad_request(
+            "missing_file",
+            "the multipart form has no \"file\" field",
+        ))
+    }
+
+    async fn next(&mut self) -> Result<Option<Bytes>, ApiError> {
+        let chunk = match self {
+            Self::Raw(stream) => stream.next().await.transpose().map_err(|e| e.to_string()),
+            Self::Multipart(field) => field.chunk().await.map_err(|e| e.to_string()),
+        };
+        chunk.map_err(|e| {
+            ApiError::bad_request("upload_interrupted", format!("reading the upload: {e}"))
+        })
+    }
+}
+
+/// What was received.
+struct Received {
+    format: ImageFormat,
+    bytes: u64,
+    sha256: String,
+    head: Vec<u8>,
+}
+
+/// Accepts an image upload and enqueues its processing.
+pub async fn upload(
+    State(state): State<AppState>,
+    caller: Caller,
+    request: Request,
+) -> Result<Response, ApiError> {
+    caller.require(scope::MEDIA)?;
+    let limit = state.config.max_upload_bytes;
+    if declared_length(request.headers()).is_some_and(|len| len > limit + MULTIPART_SLACK) {
+        return Err(too_large(limit));
+    }
+    let mut source = Source::open(request).await?;
+
+    let media_id = Uuid::now_v7();
+    let original_key = format!("originals/{media_id}");
+    let received = receive(&state, &mut source, &original_key, limit).await?;
+    let (width, height) = match check_dimensions(&state, &received, &original_key).await {
+        Ok(dimensions) => dimensions,
+        Err(error) => {
+            state.storage.delete(&original_key).await.ok();
+            return Err(error);
+        }
+    };
+
+    let job_id = Uuid::now_v7();
+    let recorded = async {
+        let mut tx = state.db.begin().await?;
+        let job = db::jobs::insert(
+            &mut *tx,
+            &db::jobs::NewJob {
+                id: job_id,
+                tenant: Some(&caller.tenant),
+                kind: JobKind::Media,
+                payload: json!(MediaPayload { media_id }),
+                max_attempts: state.config.max_attempts,
+            },
+        )
+        .await?;
+        db::media::insert(
+            &mut *tx,
+            &db::media::NewMedia {
+                id: media_id,
+                tenant: &caller.tenant,
+                content_type: received.format.content_type(),
+                bytes: i64::try_from(received.bytes).unwrap_or(i64::MAX),
+                sha256: &received.sha256,
+                width: i32::try_from(width).unwrap_or(i32::MAX),
+                height: i32::try_from(height).unwrap_or(i32::MAX),
+                original_key: &original_key,
+                job_id,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok::<_, ApiError>(job)
+    }
+    .await;
+    let job = match recorded {
+        Ok(job) => job,
+        Err(error) => {
+            state.storage.delete(&original_key).await.ok();
+            return Err(error);
+        }
+    };
+
+    // The job is committed: from here on nothing the client sent can be lost. If the broker is
+    // down the row stays unpublished and the outbox relay sends it later.
+    match job.envelope() {
+        Ok(envelope) => match state.publisher.publish(&envelope).await {
+            Ok(()) => db::jobs::mark_published(&state.db, job.id)
+                .await
+                .unwrap_or_else(
+                    |error| tracing::warn!(job.id = %job.id, %error, "could not record publish"),
+                ),
+            Err(error) => {
+                tracing::warn!(job.id = %job.id, %error, "publish failed; the relay will retry")
+            }
+        },
+        Err(error) => tracing::error!(job.id = %job.id, %error, "unpublishable job"),
+    }
+    metrics::counter!("kiln_jobs_enqueued_total", "kind" => JobKind::Media.as_str()).increment(1);
+    tracing::info!(media.id = %media_id, job.id = %job_id, bytes = received.bytes, "upload accepted");
+
+    let media = load(&state, media_id, &caller.tenant).await?;
+    let mut body = serde_json::to_value(&media.view).map_err(ApiError::internal)?;
+    body["job_id"] = json!(job_id);
+    let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
+    response.headers_mut().insert(
+        header::LOCATION,
+        format!("/v1/media/{media_id}")
+            .parse()
+            .map_err(ApiError::internal)?,
+    );
+    Ok(response)
+}
+
+/// Room for multipart boundaries and part headers when comparing Content-Length to the limit.
+const MULTIPART_SLACK: u64 = 64 * 1024;
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+fn too_large(limit: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("uploads are limited to {limit} bytes"),
+    )
+}
+
+/// Streams the upload into storage at `key`. On any rejection the partial object is removed.
+async fn receive(
+    state: &AppState,
+    source: &mut Source,
+    key: &str,
+    limit: u64,
+) -> Result<Received, ApiError> {
+    // Read until the magic bytes are in hand: a non-image is refused before storage is touched.
+    let mut head = Vec::new();
+    while head.len() < image_probe::SNIFF_LEN {
+        match source.next().await? {
+            Some(chunk) => head.extend_from_slice(&chunk),
+            None => break,
+        }
+    }
+    if head.is_empty() {
+        return Err(ApiError::bad_request("empty_body", "the upload is empty"));
+    }
+    let format = image_probe::sniff(&head).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "only JPEG, PNG, WebP and GIF images are accepted (judged by content, not name)",
+        )
+    })?;
+    if head.len() as u64 > limit {
+        return Err(too_large(limit));
+    }
+
+    let mut writer = state.storage.writer(key).await?;
+    match stream_rest(&mut writer, source, head, limit).await {
+        Ok((bytes, sha256, head)) => {
+            writer.finish().await?;
+            Ok(Received {
+                format,
+                bytes,
+                sha256,
+                head,
+            })
+        }
+        Err(error) => {
+            if let Err(abort) = writer.abort().await {
+                tracing::warn!(%abort, key, "could not remove a rejected partial upload");
+            }
+            Err(error)
+        }
+    }
+}
+
+async fn stream_rest(
+    writer: &mut StorageWriter,
+    source: &mut Source,
+    first: Vec<u8>,
+    limit: u64,
+) -> Result<(u64, String, Vec<u8>), ApiError> {
+    let mut hasher = Sha256::new();
+    let mut total = first.len() as u64;
+    hasher.update(&first);
+    writer.write(&first).await?;
+    let mut head = first;
+    while let Some(chunk) = source.next().await? {
+        total += chunk.len() as u64;
+        if total > limit {
+            return Err(too_large(limit));
+        }
+        hasher.update(&chunk);
+        if head.len() < HEAD_KEEP {
+            let take = (HEAD_KEEP - head.len()).min(chunk.len());
+            head.extend_from_slice(&chunk[..take]);
+        }
+        writer.write(&chunk).await?;
+    }
+    Ok((total, hex::encode(hasher.finalize()), head))
+}
+
+/// Reads the dimensions from the header and refuses images with too many pixels, before any
+/// decode: a 50 KB decompression bomb that claims 100k×100k pixels stops here.
+async fn check_dimensions(
+    state: &AppState,
+    received: &Received,
+    key: &str,
+) -> Result<(u32, u32), ApiError> {
+    let mut dimensions = image_probe::dimensions(received.format, &received.head);
+    if dimensions.is_none() && received.bytes > received.head.len() as u64 {
+        let more = state.storage.get_range(key, 0..HEADER_SEARCH).await?;
+        dimensions = image_probe::dimensions(received.format, &more);
+    }
+    let (width, height) = dimensions.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_image",
+            format!(
+                "the {} header could not be read",
+                received.format.content_type()
+            ),
+        )
+    })?;
+    let pixels = u64::from(width) * u64::from(height);
+    if width == 0 || height == 0 || pixels > state.config.max_pixels {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "too_many_pixels",
+            format!(
+                "{width}x{height} is {pixels} pixels; the limit is {}",
+                state.config.max_pixels
+            ),
+        ));
+    }
+    Ok((width, height))
+}

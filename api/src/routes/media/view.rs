@@ -1,0 +1,110 @@
+//! The media resource as the API returns it, and the cached read that builds it.
+
+use chrono::{DateTime, Utc};
+use kiln_core::db;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{error::ApiError, state::AppState};
+
+/// `GET /v1/media/{id}`'s body (DESIGN.md "Interfaces").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MediaView {
+    pub id: Uuid,
+    pub status: String,
+    pub content_type: String,
+    pub bytes: i64,
+    pub sha256: String,
+    pub width: i32,
+    pub height: i32,
+    pub error: Option<String>,
+    pub variants: Vec<VariantView>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One downloadable variant.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VariantView {
+    pub name: String,
+    pub format: String,
+    pub width: i32,
+    pub height: i32,
+    pub bytes: i64,
+    pub url: String,
+}
+
+/// What the cache holds for a media: the view plus what authorization and downloads need.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CachedMedia {
+    pub tenant: String,
+    pub view: MediaView,
+    /// Storage keys by (name, format), so downloads need no database read.
+    pub files: Vec<(String, String, String)>,
+}
+
+/// The file extension used in variant URLs for a stored format.
+pub fn extension(format: &str) -> &'static str {
+    if format == "webp" { "webp" } else { "jpg" }
+}
+
+impl CachedMedia {
+    fn build(media: db::media::Media, variants: Vec<db::media::Variant>) -> Self {
+        let files = variants
+            .iter()
+            .map(|v| (v.name.clone(), v.format.clone(), v.storage_key.clone()))
+            .collect();
+        let variants = variants
+            .into_iter()
+            .map(|v| VariantView {
+                url: format!(
+                    "/v1/media/{}/variants/{}.{}",
+                    media.id,
+                    v.name,
+                    extension(&v.format)
+                ),
+                name: v.name,
+                format: v.format,
+                width: v.width,
+                height: v.height,
+                bytes: v.bytes,
+            })
+            .collect();
+        Self {
+            tenant: media.tenant,
+            files,
+            view: MediaView {
+                id: media.id,
+                status: media.status,
+                content_type: media.content_type,
+                bytes: media.bytes,
+                sha256: media.sha256,
+                width: media.width,
+                height: media.height,
+                error: media.error,
+                variants,
+                created_at: media.created_at,
+                updated_at: media.updated_at,
+            },
+        }
+    }
+}
+
+/// Reads a media through the cache, enforcing the tenant (another tenant's media is a 404).
+pub async fn load(state: &AppState, id: Uuid, tenant: &str) -> Result<CachedMedia, ApiError> {
+    let key = state.cache.key("media", id);
+    let cached = state
+        .cache
+        .get_or_load(&key, || async {
+            let Some(media) = db::media::find(&state.db, id).await? else {
+                return Ok::<_, ApiError>(None);
+            };
+            let variants = db::media::variants(&state.db, id).await?;
+            Ok(Some(CachedMedia::build(media, variants)))
+        })
+        .await?;
+    match cached {
+        Some(media) if media.tenant == tenant => Ok(media),
+        _ => Err(ApiError::not_found("media")),
+    }
+}

@@ -1,0 +1,16 @@
+//! The state every handler receives.
+
+use std::sync::Arc;
+
+use kiln_core::{Config, cache::Cache, queue::Publisher, storage::Storage};
+use sqlx::PgPool;
+
+/// Shared handles; each is cheap to clone, so the state is cloned per request.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: PgPool,
+    pub cache: Cache,
+    pub storage: Storage,
+    pub publisher: Publisher,
+    pub config: Arc<Config>,
+}

@@ -1,0 +1,289 @@
+//! Typed configuration, read once from the environment at start-up.
+//!
+//! Every variable has a default that works against the local services (see `.env.example`), and
+//! a bad value stops the process with an error that names the variable.
+
+use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
+
+use secrecy::SecretString;
+
+/// A configuration value that could not be used; the message names the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {var}: {message}")]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub var: &'static str,
+    /// What is wrong with its value.
+    pub message: String,
+}
+
+/// One output size, e.g. `thumb:160`: a variant is `width` pixels wide at most.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VariantSpec {
+    /// Name used in URLs and rows (`[a-z0-9_-]+`).
+    pub name: String,
+    /// Target width in pixels; the height follows the aspect ratio.
+    pub width: u32,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines, for a terminal.
+    Text,
+    /// One JSON object per line, for log shippers (and the tests, which read it).
+    Json,
+}
+
+/// Everything Kiln's processes are configured with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Postgres, the source of truth.
+    pub database_url: SecretString,
+    /// Redis, a cache only: Kiln keeps working without it.
+    pub redis_url: SecretString,
+    /// RabbitMQ.
+    pub amqp_url: SecretString,
+    /// `file:///abs/dir`, a plain path, or `s3://bucket[/prefix]` (credentials from `AWS_*`).
+    pub storage_url: String,
+    /// SMTP server for email jobs.
+    pub smtp_url: SecretString,
+    /// Where the public API listens.
+    pub api_addr: SocketAddr,
+    /// Where this process serves `/metrics`; `None` means the process's own default.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Prefix of exchanges, queues and Redis keys, so deployments and tests can share a broker.
+    pub namespace: String,
+    /// Variants made for every upload, largest first.
+    pub variants: Vec<VariantSpec>,
+    /// Uploads larger than this are refused with 413.
+    pub max_upload_bytes: u64,
+    /// Images whose header claims more pixels than this are refused with 422.
+    pub max_pixels: u64,
+    /// Jobs in flight per worker process (the consumer prefetch).
+    pub worker_concurrency: u16,
+    /// Threads that decode/resize/encode at once; CPU-bound, so about the core count.
+    pub cpu_threads: usize,
+    /// JPEG quality of variants, 1–100.
+    pub jpeg_quality: u8,
+    /// WebP (lossy) quality of variants, 1–100.
+    pub webp_quality: u8,
+    /// Run pending migrations at start-up.
+    pub migrate: bool,
+    /// How long a cached read stays in Redis.
+    pub cache_ttl: Duration,
+    /// How long SIGTERM waits for in-flight jobs before giving up on them.
+    pub shutdown_grace: Duration,
+    /// Attempts before a job that keeps failing transiently is declared dead.
+    pub max_attempts: i32,
+    /// Cron table for the scheduler: `name=cron expression=kind;...` (see the README).
+    pub schedules: String,
+    /// `LOG_FORMAT`: `text` (default) or `json`.
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration through `lookup`, so tests can supply variables without touching the
+    /// process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(&lookup);
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Ok(Self {
+            database_url: env.secret("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/kiln"),
+            redis_url: env.secret("REDIS_URL", "redis://127.0.0.1:6379"),
+            amqp_url: env.secret("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+            storage_url: env.string("KILN_STORAGE_URL", "./var/kiln"),
+            smtp_url: env.secret("KILN_SMTP_URL", "smtp://127.0.0.1:1025"),
+            api_addr: env.parse("KILN_API_ADDR", "127.0.0.1:8080")?,
+            metrics_addr: env.optional("KILN_METRICS_ADDR")?,
+            namespace: parse_namespace(&env.string("KILN_NAMESPACE", "kiln"))?,
+            variants: parse_variants(&env.string(
+                "KILN_VARIANTS",
+                "thumb:160,small:480,medium:1024,large:2048",
+            ))?,
+            max_upload_bytes: env.parse("KILN_MAX_UPLOAD_BYTES", "52428800")?,
+            max_pixels: env.parse("KILN_MAX_PIXELS", "50000000")?,
+            worker_concurrency: env.bounded("KILN_WORKER_CONCURRENCY", 4, 1, 1024)?,
+            cpu_threads: env.bounded("KILN_CPU_THREADS", cpus, 1, 1024)?,
+            jpeg_quality: env.bounded("KILN_JPEG_QUALITY", 82, 1, 100)?,
+            webp_quality: env.bounded("KILN_WEBP_QUALITY", 80, 1, 100)?,
+            migrate: env.parse("KILN_MIGRATE", "false")?,
+            cache_ttl: Duration::from_secs(env.bounded("KILN_CACHE_TTL_SECS", 300, 1, 86_400)?),
+            shutdown_grace: Duration::from_secs(env.bounded(
+                "KILN_SHUTDOWN_GRACE",
+                30,
+                0,
+                3_600,
+            )?),
+            max_attempts: env.bounded("KILN_MAX_ATTEMPTS", 5, 1, 100)?,
+            schedules: env.string("KILN_SCHEDULES", ""),
+            log_format: match env.string("LOG_FORMAT", "text").as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => {
+                    return Err(env.error("LOG_FORMAT", format!("{other:?} is not text or json")));
+                }
+            },
+        })
+    }
+
+    /// The local directory behind `storage_url`, when storage is local.
+    pub fn local_storage_dir(&self) -> Option<PathBuf> {
+        crate::storage::local_dir(&self.storage_url)
+    }
+}
+
+struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    fn get(&self, var: &str) -> Option<String> {
+        (self.0)(var).filter(|v| !v.trim().is_empty())
+    }
+
+    fn string(&self, var: &str, default: &str) -> String {
+        self.get(var).unwrap_or_else(|| default.to_owned())
+    }
+
+    fn secret(&self, var: &str, default: &str) -> SecretString {
+        SecretString::from(self.string(var, default))
+    }
+
+    fn error(&self, var: &'static str, message: String) -> ConfigError {
+        ConfigError { var, message }
+    }
+
+    fn parse<T: FromStr>(&self, var: &'static str, default: &str) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        let raw = self.string(var, default);
+        raw.trim()
+            .parse()
+            .map_err(|e| self.error(var, format!("{raw:?}: {e}")))
+    }
+
+    fn optional<T: FromStr>(&self, var: &'static str) -> Result<Option<T>, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        self.get(var)
+            .map(|raw| {
+                raw.trim()
+                    .parse()
+                    .map_err(|e| self.error(var, format!("{raw:?}: {e}")))
+            })
+            .transpose()
+    }
+
+    fn bounded<T>(&self, var: &'static str, default: T, min: T, max: T) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd + std::fmt::Display + Copy,
+        T::Err: std::fmt::Display,
+    {
+        let value = self.optional(var)?.unwrap_or(default);
+        if value < min || value > max {
+            return Err(self.error(var, format!("{value} is outside {min}..={max}")));
+        }
+        Ok(value)
+    }
+}
+
+fn parse_namespace(raw: &str) -> Result<String, ConfigError> {
+    let ok = raw.len() <= 64
+        && raw
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !ok {
+        return Err(ConfigError {
+            var: "KILN_NAMESPACE",
+            message: format!("{raw:?}: use up to 64 of [A-Za-z0-9_-]"),
+        });
+    }
+    Ok(raw.to_owned())
+}
+
+/// Parses `thumb:160,small:480`, sorted largest first: the worker makes the largest variant
+/// first from the decoded image and may derive smaller ones from it.
+pub fn parse_variants(raw: &str) -> Result<Vec<VariantSpec>, ConfigError> {
+    let error = |message: String| ConfigError {
+        var: "KILN_VARIANTS",
+        message,
+    };
+    let mut variants = Vec::new();
+    for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (name, width) = entry
+            .split_once(':')
+            .ok_or_else(|| error(format!("{entry:?} is not name:width")))?;
+        let valid_name = !name.is_empty()
+            && name.len() <= 32
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+        if !valid_name {
+            return Err(error(format!("{name:?}: names use [a-z0-9_-]")));
+        }
+        let width: u32 = width
+            .parse()
+            .map_err(|_| error(format!("{entry:?}: width must be a whole number")))?;
+        if !(1..=16_384).contains(&width) {
+            return Err(error(format!("{entry:?}: width must be 1..=16384")));
+        }
+        if variants.iter().any(|v: &VariantSpec| v.name == name) {
+            return Err(error(format!("{name:?} appears twice")));
+        }
+        variants.push(VariantSpec {
+            name: name.to_owned(),
+            width,
+        });
+    }
+    if variants.is_empty() {
+        return Err(error("at least one variant is needed".into()));
+    }
+    variants.sort_by_key(|v| std::cmp::Reverse(v.width));
+    Ok(variants)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_lookup(|k| {
+            vars.iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    #[test]
+    fn defaults_work_without_any_variable() {
+        let config = config(&[]).expect("defaults");
+        assert_eq!(config.namespace, "kiln");
+        assert_eq!(config.variants.len(), 4);
+        assert_eq!(config.variants[0].name, "large");
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        let err = config(&[("KILN_MAX_UPLOAD_BYTES", "lots")]).expect_err("must fail");
+        assert_eq!(err.var, "KILN_MAX_UPLOAD_BYTES");
+        let err = config(&[("KILN_VARIANTS", "thumb")]).expect_err("must fail");
+        assert!(err.to_string().contains("KILN_VARIANTS"), "{err}");
+        let err = config(&[("KILN_JPEG_QUALITY", "0")]).expect_err("must fail");
+        assert_eq!(err.var, "KILN_JPEG_QUALITY");
+    }
+
+    #[test]
+    fn variants_are_sorted_largest_first_and_names_are_unique() {
+        let v = parse_variants("a:10, b:300 ,c:20").expect("valid");
+        let names: Vec<_> = v.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(names, ["b", "c", "a"]);
+        assert!(parse_variants("a:10,a:20").is_err());
+        assert!(parse_variants("A B:10").is_err());
+    }
+}

@@ -1,0 +1,165 @@
+//! The `jobs` table: the outbox that makes enqueueing transactional, and the record of every
+//! attempt.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+use crate::jobs::{Envelope, JobKind};
+
+/// A job row.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: Uuid,
+    pub tenant: Option<String>,
+    pub kind: String,
+    pub payload: serde_json::Value,
+    pub status: String,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub published_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl Job {
+    /// The message that announces this job's next attempt.
+    pub fn envelope(&self) -> Result<Envelope, crate::jobs::UnknownValue> {
+        Ok(Envelope {
+            id: self.id,
+            kind: self.kind.parse::<JobKind>()?,
+            attempt: self.attempts + 1,
+            enqueued_at: self.created_at,
+            payload: self.payload.clone(),
+        })
+    }
+}
+
+/// A job to enqueue.
+#[derive(Debug)]
+pub struct NewJob<'a> {
+    pub id: Uuid,
+    pub tenant: Option<&'a str>,
+    pub kind: JobKind,
+    pub payload: serde_json::Value,
+    pub max_attempts: i32,
+}
+
+/// Inserts a job row; call it inside the transaction of the change that causes the job.
+pub async fn insert(db: impl PgExecutor<'_>, job: &NewJob<'_>) -> Result<Job, sqlx::Error> {
+    sqlx::query_as!(
+        Job,
+        "INSERT INTO jobs (id, tenant, kind, payload, max_attempts)
+         VALUES ($1, $2, $3, $4, $5)
+         RETURNING id, tenant, kind, payload, status, attempts, max_attempts, last_error,
+                   created_at, published_at, started_at, finished_at",
+        job.id,
+        job.tenant,
+        job.kind.as_str(),
+        job.payload,
+        job.max_attempts,
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// Records that the broker confirmed the job's message.
+pub async fn mark_published(db: impl PgExecutor<'_>, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE jobs SET published_at = now() WHERE id = $1 AND published_at IS NULL",
+        id
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// A job as its tenant may see it.
+pub async fn find_for_tenant(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    tenant: &str,
+) -> Result<Option<Job>, sqlx::Error> {
+    sqlx::query_as!(
+        Job,
+        "SELECT id, tenant, kind, payload, status, attempts, max_attempts, last_error,
+                created_at, published_at, started_at, finished_at
+         FROM jobs WHERE id = $1 AND tenant = $2",
+        id,
+        tenant,
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// A job by id, whoever owns it.
+pub async fn find(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Job>, sqlx::Error> {
+    sqlx::query_as!(
+        Job,
+        "SELECT id, tenant, kind, payload, status, attempts, max_attempts, last_error,
+                created_at, published_at, started_at, finished_at
+         FROM jobs WHERE id = $1",
+        id,
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// Starts an attempt: counts it and marks the job running. Returns `None` when the job is
+/// finished (succeeded or dead), so a duplicate message changes nothing. A job still `running`
+/// belongs to a worker that died mid-job; its redelivered message starts a new attempt.
+pub async fn start_attempt(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Job>, sqlx::Error> {
+    sqlx::query_as!(
+        Job,
+        "UPDATE jobs
+         SET status = 'running', attempts = attempts + 1, started_at = now(), finished_at = NULL
+         WHERE id = $1 AND status IN ('queued', 'failed', 'running')
+         RETURNING id, tenant, kind, payload, status, attempts, max_attempts, last_error,
+                   created_at, published_at, started_at, finished_at",
+        id,
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// Marks the job done.
+pub async fn mark_succeeded(db: impl PgExecutor<'_>, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE jobs SET status = 'succeeded', last_error = NULL, finished_at = now()
+         WHERE id = $1",
+        id
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Records a failed attempt that will be retried.
+pub async fn mark_failed(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    error: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE jobs SET status = 'failed', last_error = $2, finished_at = now() WHERE id = $1",
+        id,
+        error,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Gives up on a job: permanent failure, or out of attempts. The error is kept for operators.
+pub async fn mark_dead(db: impl PgExecutor<'_>, id: Uuid, error: &str) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE jobs SET status = 'dead', last_error = $2, finished_at = now() WHERE id = $1",
+        id,
+        error,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}

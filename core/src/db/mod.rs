@@ -1,0 +1,29 @@
+//! Postgres: the pool, the migrations and one repository module per aggregate.
+//!
+//! Repository functions take any executor (`&PgPool` or `&mut *tx`), so callers decide what
+//! shares a transaction. SQL is written out and checked at compile time by `sqlx::query!`
+//! (offline data in `.sqlx/`).
+
+pub mod api_keys;
+pub mod jobs;
+pub mod media;
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::{PgPool, postgres::PgPoolOptions};
+
+/// Connects lazily: the pool opens connections on first use, so a process starts (and can say
+/// "not ready") while Postgres is down, and reconnects by itself once it is back.
+pub fn connect_lazy(url: &SecretString, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        // Fail a request quickly instead of queueing it behind a dead database.
+        .acquire_timeout(Duration::from_secs(3))
+        .connect_lazy(url.expose_secret())
+}
+
+/// Applies pending migrations (embedded at build time from `migrations/`).
+pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    sqlx::migrate!("../migrations").run(pool).await
+}

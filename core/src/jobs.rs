@@ -1,0 +1,147 @@
+//! Job contracts: what a job is, the message that carries it, and the payload of each kind.
+//!
+//! A job is a row in `jobs` first and a message second: the row is the truth (status, attempts,
+//! errors) and the message only says "look at job X now".
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// What a job does; each kind is routed to one queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// Resize an upload into its variants.
+    Media,
+    /// Send one email.
+    Email,
+    /// Dump Postgres to storage.
+    Backup,
+    /// Remove orphaned files and expired rows.
+    Cleanup,
+}
+
+impl JobKind {
+    /// Every kind, for declaring bindings.
+    pub const ALL: [JobKind; 4] = [Self::Media, Self::Email, Self::Backup, Self::Cleanup];
+
+    /// The stored and routed name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Media => "media",
+            Self::Email => "email",
+            Self::Backup => "backup",
+            Self::Cleanup => "cleanup",
+        }
+    }
+
+    /// The queue that carries this kind: housekeeping shares one queue so that it never
+    /// competes with user-facing work.
+    pub fn queue(self) -> QueueKind {
+        match self {
+            Self::Media => QueueKind::Media,
+            Self::Email => QueueKind::Email,
+            Self::Backup => QueueKind::Backup,
+            Self::Cleanup => QueueKind::Maintenance,
+        }
+    }
+}
+
+impl std::str::FromStr for JobKind {
+    type Err = UnknownValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| UnknownValue(s.to_owned()))
+    }
+}
+
+/// One durable queue per kind of work, so a flood of uploads never starves email.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QueueKind {
+    Media,
+    Email,
+    Backup,
+    Maintenance,
+}
+
+impl QueueKind {
+    /// Every queue.
+    pub const ALL: [QueueKind; 4] = [Self::Media, Self::Email, Self::Backup, Self::Maintenance];
+
+    /// The queue's name without the namespace.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Media => "media",
+            Self::Email => "email",
+            Self::Backup => "backup",
+            Self::Maintenance => "maintenance",
+        }
+    }
+}
+
+/// A value read from the database or a message that this version does not know.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown value {0:?}")]
+pub struct UnknownValue(pub String);
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Succeeded,
+    /// The last attempt failed and another is due.
+    Failed,
+    /// Out of attempts, or failed permanently; kept for operators.
+    Dead,
+}
+
+impl JobStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Dead => "dead",
+        }
+    }
+}
+
+impl std::str::FromStr for JobStatus {
+    type Err = UnknownValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            Self::Queued,
+            Self::Running,
+            Self::Succeeded,
+            Self::Failed,
+            Self::Dead,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+        .ok_or_else(|| UnknownValue(s.to_owned()))
+    }
+}
+
+/// The message body: small, self-describing JSON. The payload is repeated so a consumer can log
+/// and route without a query, but the row stays authoritative.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Envelope {
+    pub id: Uuid,
+    pub kind: JobKind,
+    /// The attempt this message starts (1 for the first).
+    pub attempt: i32,
+    pub enqueued_at: DateTime<Utc>,
+    pub payload: serde_json::Value,
+}
+
+/// Payload of a [`JobKind::Media`] job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MediaPayload {
+    pub media_id: Uuid,
+}

@@ -1,0 +1,26 @@
+//! kiln-core: everything two Kiln processes need, written once.
+//!
+//! The binaries (`kiln-api`, `kiln-worker`, `kiln-scheduler`) stay thin: they parse [`config`],
+//! build what they need from the modules below and run until [`shutdown`] says stop.
+//!
+//! - [`config`]: typed configuration from environment variables, failing fast with the name.
+//! - [`db`]: the Postgres pool, migrations and one repository module per aggregate.
+//! - [`cache`]: the cache-aside read in front of Postgres (Redis first, one load per key).
+//! - [`storage`]: originals and variants, on a local directory or S3-compatible storage.
+//! - [`jobs`]: the job contracts (kinds, statuses, the message envelope, payloads).
+//! - [`queue`]: the RabbitMQ topology and a confirmed publisher.
+//! - [`image_probe`]: format sniffing and header dimensions, without decoding pixels.
+//! - [`telemetry`]: logging and the Prometheus recorder.
+//! - [`shutdown`]: SIGINT/SIGTERM as a cancellation token.
+
+pub mod cache;
+pub mod config;
+pub mod db;
+pub mod image_probe;
+pub mod jobs;
+pub mod queue;
+pub mod shutdown;
+pub mod storage;
+pub mod telemetry;
+
+pub use config::Config;

@@ -1,0 +1,185 @@
+//! The delivery loop.
+//!
+//! Connect, declare the topology, set prefetch to the configured concurrency and consume with
+//! manual acks. Each delivery runs as a tracked task; when the connection or channel dies the
+//! loop reconnects with exponential backoff and jitter (in-flight messages of the dead channel
+//! are redelivered by the broker, and the job rows make that harmless). On shutdown the consumer
+//! is cancelled first, then in-flight jobs get the grace period to finish and be acked.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use kiln_core::{
+    jobs::QueueKind,
+    queue::{self, AmqpError, Topology},
+};
+use lapin::{
+    Channel, Connection,
+    message::Delivery,
+    options::{
+        BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+    },
+    types::FieldTable,
+};
+use rand::Rng;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    Context,
+    runner::{self, Settle},
+};
+
+/// Time allowed to settle one message with the broker.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Consumes `queues` until `shutdown` fires, then drains in-flight jobs.
+pub async fn run(ctx: Context, queues: Vec<QueueKind>, shutdown: CancellationToken) {
+    let topology = Topology::new(&ctx.config.namespace);
+    let tracker = TaskTracker::new();
+    let mut failures: u32 = 0;
+    let mut connection = None;
+    while !shutdown.is_cancelled() {
+        match consume(&ctx, &topology, &queues, &tracker, &shutdown).await {
+            Ok(conn) => {
+                connection = Some(conn);
+                break;
+            }
+            Err(error) => {
+                failures += 1;
+                let delay = reconnect_delay(failures);
+                metrics::counter!("kiln_amqp_reconnects_total", "process" => "worker").increment(1);
+                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "consumer lost; reconnecting");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.cancelled() => {}
+                }
+            }
+        }
+    }
+    tracker.close();
+    let grace = ctx.config.shutdown_grace;
+    tracing::info!(
+        in_flight = tracker.len(),
+        grace_s = grace.as_secs(),
+        "draining in-flight jobs"
+    );
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        // Unacked messages go back to the queue when the connection closes; their rows say
+        // `running`, which the next worker takes over as a new attempt.
+        tracing::warn!(
+            left = tracker.len(),
+            "grace period over; unfinished jobs will be redelivered"
+        );
+    }
+    if let Some(connection) = connection {
+        connection
+            .close(200, "worker shutting down".into())
+            .await
+            .ok();
+    }
+}
+
+/// One connection's life: returns `Ok` (with the connection, still open for in-flight acks)
+/// when shutdown stops it, `Err` when the broker does.
+async fn consume(
+    ctx: &Context,
+    topology: &Topology,
+    queues: &[QueueKind],
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> Result<Connection, AmqpError> {
+    let connection = queue::connect(&ctx.config.amqp_url, "kiln-worker").await?;
+    let channel = connection.create_channel().await?;
+    queue::declare(&channel, topology).await?;
+    channel
+        .basic_qos(ctx.config.worker_concurrency, BasicQosOptions::default())
+        .await?;
+    let mut streams = Vec::new();
+    for queue in queues {
+        let name = topology.queue(*queue);
+        let consumer = channel
+            .basic_consume(
+                name.as_str().into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        tracing::info!(
+            queue = name,
+            prefetch = ctx.config.worker_concurrency,
+            "consuming"
+        );
+        streams.push(consumer);
+    }
+    let mut deliveries = futures::stream::select_all(streams.iter().cloned());
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                stop_consuming(&channel, &streams).await;
+                return Ok(connection);
+            }
+            next = deliveries.next() => match next {
+                Some(Ok(delivery)) => {
+                    let ctx = ctx.clone();
+                    let shutdown = shutdown.clone();
+                    tracker.spawn(async move {
+                        let settle = runner::handle(&ctx, &delivery.data, &shutdown).await;
+                        settle_message(&delivery, settle).await;
+                    });
+                }
+                Some(Err(error)) => return Err(error.into()),
+                None => return Err(AmqpError::Closed("the consumer was cancelled by the broker")),
+            }
+        }
+    }
+}
+
+async fn stop_consuming(channel: &Channel, streams: &[lapin::Consumer]) {
+    for consumer in streams {
+        let cancelled = channel
+            .basic_cancel(consumer.tag(), BasicCancelOptions::default())
+            .await;
+        if let Err(error) = cancelled {
+            tracing::warn!(%error, "could not cancel a consumer");
+        }
+    }
+}
+
+async fn settle_message(delivery: &Delivery, settle: Settle) {
+    let acker = &delivery.acker;
+    let result = tokio::time::timeout(SETTLE_TIMEOUT, async {
+        match settle {
+            Settle::Ack => acker.ack(BasicAckOptions::default()).await,
+            Settle::DeadLetter => {
+                acker
+                    .nack(BasicNackOptions {
+                        requeue: false,
+                        ..BasicNackOptions::default()
+                    })
+                    .await
+            }
+            Settle::Requeue => {
+                acker
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..BasicNackOptions::default()
+                    })
+                    .await
+            }
+        }
+    })
+    .await;
+    match result {
+        Ok(Ok(_)) => {}
+        // The job row already holds the outcome; the broker will redeliver and the row makes
+        // the redelivery a no-op.
+        Ok(Err(error)) => tracing::warn!(%error, ?settle, "could not settle a message"),
+        Err(_) => tracing::warn!(?settle, "settling a message timed out"),
+    }
+}
+
+fn reconnect_delay(failures: u32) -> Duration {
+    let base = (250u64 << failures.min(7)).min(30_000) as f64;
+    Duration::from_millis((base * rand::rng().random_range(0.5..1.0)) as u64)
+}

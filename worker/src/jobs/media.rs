@@ -1,0 +1,115 @@
+//! The `media` job: render an upload's variants and record them.
+
+use kiln_core::{
+    db::{self, jobs::Job},
+    image_probe::ImageFormat,
+    jobs::MediaPayload,
+    storage::StorageError,
+};
+use uuid::Uuid;
+
+use super::{Classify, JobError};
+use crate::{
+    Context,
+    imaging::{self, Quality},
+};
+
+/// The storage key of a variant: derived only from ids and config, never from client input, and
+/// the same on every run so a re-run overwrites instead of duplicating.
+pub fn variant_key(media_id: Uuid, name: &str, format: &str) -> String {
+    let extension = if format == "webp" { "webp" } else { "jpg" };
+    format!("variants/{media_id}/{name}.{extension}")
+}
+
+/// Renders and stores every variant, then commits the rows, the media's `ready` state and the
+/// job's success in one transaction.
+pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
+    let payload: MediaPayload = serde_json::from_value(job.payload.clone()).abort()?;
+    let media_id = payload.media_id;
+    let media = db::media::find(&ctx.db, media_id)
+        .await
+        .retry()?
+        .ok_or_else(|| JobError::Abort(format!("media {media_id} no longer exists")))?;
+    db::media::mark_processing(&ctx.db, media_id)
+        .await
+        .retry()?;
+    ctx.cache
+        .invalidate(&ctx.cache.key("media", media_id))
+        .await;
+
+    let format = ImageFormat::from_content_type(&media.content_type).ok_or_else(|| {
+        JobError::Abort(format!("unsupported content type {}", media.content_type))
+    })?;
+    let original = match ctx.storage.get(&media.original_key).await {
+        Ok(bytes) => bytes,
+        Err(StorageError::NotFound(key)) => {
+            return Err(JobError::Abort(format!("the original {key} is missing")));
+        }
+        Err(other) => return Err(JobError::Retry(other.to_string())),
+    };
+
+    let specs = ctx.config.variants.clone();
+    let max_pixels = ctx.config.max_pixels;
+    let quality = Quality {
+        jpeg: ctx.config.jpeg_quality,
+        webp: ctx.config.webp_quality,
+    };
+    let rendition = ctx
+        .cpu
+        .run(move || imaging::render(&original, format, &specs, max_pixels, quality))
+        .await
+        .map_err(JobError::Abort)?
+        .abort()?;
+
+    let mut rows = Vec::with_capacity(rendition.files.len());
+    for file in rendition.files {
+        let key = variant_key(media_id, &file.name, file.format);
+        let bytes = file.bytes.len() as i64;
+        ctx.storage.put(&key, file.bytes.into()).await.retry()?;
+        rows.push(db::media::Variant {
+            name: file.name,
+            format: file.format.to_owned(),
+            width: file.width as i32,
+            height: file.height as i32,
+            bytes,
+            storage_key: key,
+        });
+    }
+
+    let mut tx = ctx.db.begin().await.retry()?;
+    for row in &rows {
+        db::media::upsert_variant(&mut *tx, media_id, row)
+            .await
+            .retry()?;
+    }
+    db::media::mark_ready(
+        &mut *tx,
+        media_id,
+        rendition.width as i32,
+        rendition.height as i32,
+    )
+    .await
+    .retry()?;
+    db::jobs::mark_succeeded(&mut *tx, job.id).await.retry()?;
+    tx.commit().await.retry()?;
+    ctx.cache
+        .invalidate(&ctx.cache.key("media", media_id))
+        .await;
+    tracing::info!(media.id = %media_id, variants = rows.len(), "media ready");
+    Ok(())
+}
+
+/// Records, inside the transaction that buries the job, that the media will never be ready,
+/// with the reason clients will see. Returns the cache key to drop after commit.
+pub async fn on_dead(
+    ctx: &Context,
+    conn: &mut sqlx::PgConnection,
+    job: &Job,
+    error: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    let Ok(payload) = serde_json::from_value::<MediaPayload>(job.payload.clone()) else {
+        return Ok(None);
+    };
+    db::media::mark_failed(conn, payload.media_id, error).await?;
+    Ok(Some(ctx.cache.key("media", payload.media_id)))
+}

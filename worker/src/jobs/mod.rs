@@ -1,0 +1,43 @@
+//! Job handlers, one module per kind, and how their failures are classified.
+
+pub mod media;
+
+use std::time::Duration;
+
+use kiln_core::jobs::JobKind;
+
+/// A handler's failure, classified where it happens.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Transient (network, storage, database): another attempt may succeed.
+    #[error("{0}")]
+    Retry(String),
+    /// Permanent (corrupt input, missing data): retrying cannot help, the job goes dead at once.
+    #[error("{0}")]
+    Abort(String),
+}
+
+/// Classifies any error at the call site: `.retry()?` or `.abort()?`.
+pub trait Classify<T> {
+    fn retry(self) -> Result<T, JobError>;
+    fn abort(self) -> Result<T, JobError>;
+}
+
+impl<T, E: std::fmt::Display> Classify<T> for Result<T, E> {
+    fn retry(self) -> Result<T, JobError> {
+        self.map_err(|e| JobError::Retry(e.to_string()))
+    }
+    fn abort(self) -> Result<T, JobError> {
+        self.map_err(|e| JobError::Abort(e.to_string()))
+    }
+}
+
+/// How long one attempt of a kind may run before it counts as failed.
+pub fn timeout(kind: JobKind) -> Duration {
+    match kind {
+        JobKind::Media => Duration::from_secs(300),
+        JobKind::Email => Duration::from_secs(60),
+        JobKind::Backup => Duration::from_secs(3600),
+        JobKind::Cleanup => Duration::from_secs(600),
+    }
+}

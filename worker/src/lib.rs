@@ -1,0 +1,52 @@
+//! kiln-worker: consumes jobs from RabbitMQ and runs them.
+//!
+//! - [`consumer`]: the delivery loop: connect, consume with prefetch = concurrency, reconnect
+//!   with backoff, drain on shutdown.
+//! - [`runner`]: one delivery, start to finish: load the row, run the handler behind a panic
+//!   boundary and a timeout, record the outcome, then ack, retry or dead-letter.
+//! - [`jobs`]: one module per job kind, and the `Retry`/`Abort` classification of failures.
+//! - [`imaging`]: decode, resize and encode, pure CPU work.
+//! - [`cpu`]: the bounded pool that CPU work runs on, off the async runtime.
+
+pub mod consumer;
+pub mod cpu;
+pub mod imaging;
+pub mod jobs;
+pub mod runner;
+
+use std::sync::Arc;
+
+use kiln_core::{Config, cache::Cache, storage::Storage};
+use sqlx::PgPool;
+
+/// Everything a job handler may use; cheap to clone.
+#[derive(Clone)]
+pub struct Context {
+    pub db: PgPool,
+    pub cache: Cache,
+    pub storage: Storage,
+    pub cpu: cpu::CpuPool,
+    pub config: Arc<Config>,
+}
+
+impl Context {
+    /// Builds the context from configuration; connections are made lazily.
+    pub fn from_config(config: Config) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        let db = kiln_core::db::connect_lazy(
+            &config.database_url,
+            u32::from(config.worker_concurrency) + 2,
+        )
+        .context("DATABASE_URL")?;
+        let cache = Cache::new(&config.redis_url, &config.namespace, config.cache_ttl)
+            .context("REDIS_URL")?;
+        let storage = Storage::from_url(&config.storage_url).context("KILN_STORAGE_URL")?;
+        Ok(Self {
+            db,
+            cache,
+            storage,
+            cpu: cpu::CpuPool::new(config.cpu_threads),
+            config: Arc::new(config),
+        })
+    }
+}

@@ -1,0 +1,30 @@
+//! `kiln-worker`: consume jobs until SIGTERM, then drain and exit 0.
+
+use anyhow::Context as _;
+use kiln_core::{Config, db, jobs::QueueKind, shutdown, telemetry};
+use kiln_worker::{Context, consumer};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    telemetry::init(config.log_format);
+    let cancel = shutdown::on_signal();
+    let metrics_addr = config.metrics_addr.unwrap_or(([127, 0, 0, 1], 9091).into());
+    let metrics = telemetry::install_metrics_recorder()?;
+    let (_, metrics_task) = telemetry::serve_metrics(metrics_addr, metrics, cancel.clone()).await?;
+
+    let ctx = Context::from_config(config)?;
+    if ctx.config.migrate {
+        db::migrate(&ctx.db).await.context("running migrations")?;
+    }
+    tracing::info!(
+        concurrency = ctx.config.worker_concurrency,
+        cpu_threads = ctx.config.cpu_threads,
+        storage = ctx.storage.describe(),
+        "worker starting"
+    );
+    consumer::run(ctx, vec![QueueKind::Media], cancel).await;
+    metrics_task.await.ok();
+    tracing::info!("worker stopped");
+    Ok(())
+}

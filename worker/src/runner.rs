@@ -1,0 +1,203 @@
+//! One delivery, start to finish.
+//!
+//! The row decides, not the message: a message for a finished job is acked without running
+//! anything (duplicates are harmless), a running job whose worker died is taken over as a new
+//! attempt, and the outcome is recorded in Postgres before the message is settled.
+
+use std::{panic::AssertUnwindSafe, time::Duration};
+
+use futures::FutureExt;
+use kiln_core::{
+    db::{self, jobs::Job},
+    jobs::{Envelope, JobKind},
+};
+use rand::Rng;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::{
+    Context,
+    jobs::{self, JobError},
+};
+
+/// What to do with the message once the job's fate is recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    /// Done (or a duplicate of a finished job).
+    Ack,
+    /// Give up: the broker moves the message to the dead queue.
+    DeadLetter,
+    /// Put it back for another attempt.
+    Requeue,
+}
+
+/// Runs the job a message announces and says how to settle the message.
+pub async fn handle(ctx: &Context, body: &[u8], shutdown: &CancellationToken) -> Settle {
+    let envelope: Envelope = match serde_json::from_slice(body) {
+        Ok(envelope) => envelope,
+        Err(error) => {
+            // Garbage or an unknown kind: dead-letter it once instead of looping forever.
+            tracing::warn!(%error, bytes = body.len(), "undecodable message dead-lettered");
+            metrics::counter!("kiln_messages_rejected_total", "reason" => "undecodable")
+                .increment(1);
+            return Settle::DeadLetter;
+        }
+    };
+    let span = tracing::info_span!(
+        "job",
+        job.id = %envelope.id,
+        job.kind = envelope.kind.as_str(),
+        attempt = tracing::field::Empty
+    );
+    run(ctx, &envelope, shutdown).instrument(span).await
+}
+
+async fn run(ctx: &Context, envelope: &Envelope, shutdown: &CancellationToken) -> Settle {
+    let kind = envelope.kind;
+    let job = match db::jobs::start_attempt(&ctx.db, envelope.id).await {
+        Ok(Some(job)) => job,
+        Ok(None) => return settle_unstartable(ctx, envelope.id).await,
+        Err(error) => {
+            tracing::warn!(%error, "cannot record the attempt; requeueing");
+            pause(Duration::from_secs(1), shutdown).await;
+            return Settle::Requeue;
+        }
+    };
+    tracing::Span::current().record("attempt", job.attempts);
+    let wait = (chrono::Utc::now() - job.created_at)
+        .to_std()
+        .unwrap_or_default();
+    metrics::histogram!("kiln_job_queue_wait_seconds", "kind" => kind.as_str())
+        .record(wait.as_secs_f64());
+    metrics::counter!("kiln_jobs_started_total", "kind" => kind.as_str()).increment(1);
+    let started = std::time::Instant::now();
+
+    let limit = jobs::timeout(kind);
+    let result = match tokio::time::timeout(
+        limit,
+        AssertUnwindSafe(dispatch(ctx, kind, &job)).catch_unwind(),
+    )
+    .await
+    {
+        Err(_) => Err(JobError::Retry(format!(
+            "timed out after {}s",
+            limit.as_secs()
+        ))),
+        // A panic is a bug that the same input will hit again: fail the job, not the worker.
+        Ok(Err(panic)) => Err(JobError::Abort(format!(
+            "handler panicked: {}",
+            panic_message(&panic)
+        ))),
+        Ok(Ok(result)) => result,
+    };
+    metrics::histogram!("kiln_job_duration_seconds", "kind" => kind.as_str())
+        .record(started.elapsed().as_secs_f64());
+
+    match result {
+        Ok(()) => {
+            metrics::counter!("kiln_jobs_succeeded_total", "kind" => kind.as_str()).increment(1);
+            tracing::info!(
+                duration_ms = started.elapsed().as_millis() as u64,
+                "job succeeded"
+            );
+            Settle::Ack
+        }
+        Err(JobError::Abort(error)) => bury(ctx, kind, &job, &error).await,
+        Err(JobError::Retry(error)) if job.attempts >= job.max_attempts => {
+            let error = format!("out of attempts ({}): {error}", job.attempts);
+            bury(ctx, kind, &job, &error).await
+        }
+        Err(JobError::Retry(error)) => {
+            tracing::warn!(%error, "attempt failed; will retry");
+            metrics::counter!("kiln_jobs_retried_total", "kind" => kind.as_str()).increment(1);
+            if let Err(db_error) = db::jobs::mark_failed(&ctx.db, job.id, &error).await {
+                tracing::warn!(error = %db_error, "could not record the failed attempt");
+            }
+            pause(backoff(job.attempts), shutdown).await;
+            Settle::Requeue
+        }
+    }
+}
+
+async fn dispatch(ctx: &Context, kind: JobKind, job: &Job) -> Result<(), JobError> {
+    match kind {
+        JobKind::Media => jobs::media::run(ctx, job).await,
+        other => Err(JobError::Abort(format!(
+            "this worker has no handler for {} jobs",
+            other.as_str()
+        ))),
+    }
+}
+
+/// Marks the job dead (and its subject failed) in one transaction, then dead-letters the message.
+async fn bury(ctx: &Context, kind: JobKind, job: &Job, error: &str) -> Settle {
+    tracing::warn!(error, "job is dead");
+    let recorded = async {
+        let mut tx = ctx.db.begin().await?;
+        db::jobs::mark_dead(&mut *tx, job.id, error).await?;
+        let stale = match kind {
+            JobKind::Media => jobs::media::on_dead(ctx, &mut tx, job, error).await?,
+            _ => None,
+        };
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(stale)
+    }
+    .await;
+    match recorded {
+        Ok(stale) => {
+            if let Some(key) = stale {
+                ctx.cache.invalidate(&key).await;
+            }
+            metrics::counter!("kiln_jobs_dead_total", "kind" => kind.as_str()).increment(1);
+            Settle::DeadLetter
+        }
+        Err(db_error) => {
+            // Not recorded: keep the message so the verdict is reached again later.
+            tracing::warn!(error = %db_error, "could not record the dead job; requeueing");
+            Settle::Requeue
+        }
+    }
+}
+
+/// The job could not start: finished already (a duplicate message) or unknown.
+async fn settle_unstartable(ctx: &Context, id: uuid::Uuid) -> Settle {
+    match db::jobs::find(&ctx.db, id).await {
+        Ok(Some(job)) => {
+            tracing::info!(
+                status = job.status,
+                "job already finished; duplicate message acked"
+            );
+            Settle::Ack
+        }
+        Ok(None) => {
+            tracing::warn!("message for an unknown job dead-lettered");
+            Settle::DeadLetter
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the job; requeueing");
+            Settle::Requeue
+        }
+    }
+}
+
+/// Exponential backoff with ±25% jitter: 1 s, 2 s, 4 s … capped at 60 s.
+fn backoff(attempts: i32) -> Duration {
+    let base = 2f64.powi(attempts.clamp(1, 7) - 1).min(60.0);
+    let jitter = rand::rng().random_range(0.75..1.25);
+    Duration::from_secs_f64(base * jitter)
+}
+
+async fn pause(duration: Duration, shutdown: &CancellationToken) {
+    tokio::select! {
+        _ = tokio::time::sleep(duration) => {}
+        _ = shutdown.cancelled() => {}
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
+}
