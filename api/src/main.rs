@@ -16,7 +16,7 @@ struct Cli {
 enum Command {
     /// Serve the API (the default).
     Serve,
-    /// Apply pending database migrations and exit.
+    /// Create the database if it does not exist, apply pending migrations and exit.
     Migrate,
     /// Manage API keys.
     #[command(subcommand)]
@@ -46,6 +46,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
         Command::Migrate => {
+            db::create_database_if_missing(&config.database_url).await?;
             let pool = db::connect_lazy(&config.database_url, 1)?;
             db::migrate(&pool).await.context("running migrations")?;
             tracing::info!("migrations applied");

@@ -76,7 +76,7 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Attempts before a job that keeps failing transiently is declared dead.
     pub max_attempts: i32,
-    /// Cron table for the scheduler: `name=cron expression=kind;...` (see the README).
+    /// Cron table for the scheduler: `name|cron expression|kind;...` (see the README).
     pub schedules: String,
     /// `LOG_FORMAT`: `text` (default) or `json`.
     pub log_format: LogFormat,

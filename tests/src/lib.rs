@@ -1,1 +1,292 @@
+//! The test harness: each test gets its own Postgres database, RabbitMQ namespace, Redis key
+//! prefix and storage directory, runs the real `kiln-api` and `kiln-worker` binaries on random
+//! ports, and leaves nothing behind when it ends (even when it fails).
+//!
+//! Services default to the local ones; override with `TEST_POSTGRES_URL` (a server URL without
+//! a database), `TEST_REDIS_URL` and `TEST_AMQP_URL`.
 
+pub mod images;
+mod process;
+mod services;
+
+use std::{collections::HashMap, path::PathBuf, time::Duration};
+
+use anyhow::{Context, bail};
+pub use process::Process;
+use reqwest::{StatusCode, header};
+use serde_json::Value;
+pub use services::Services;
+use uuid::Uuid;
+
+/// A Kiln under test: the API and (usually) a worker, on private resources.
+pub struct TestApp {
+    // Field order is drop order: the processes stop before their database is dropped.
+    pub api: Process,
+    pub worker: Option<Process>,
+    pub services: Services,
+    pub address: String,
+    pub metrics_address: String,
+    pub client: reqwest::Client,
+    /// A key with every scope, for tenant `tenant-a`.
+    pub key: String,
+    env: HashMap<String, String>,
+}
+
+/// How to start a test app.
+#[derive(Default)]
+pub struct Options {
+    /// Extra environment variables (they override the harness's).
+    pub env: Vec<(String, String)>,
+    /// Start without a worker (jobs stay queued).
+    pub without_worker: bool,
+}
+
+impl Options {
+    /// Adds one environment variable.
+    pub fn env(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.env.push((key.to_owned(), value.into()));
+        self
+    }
+}
+
+/// Starts a test app with the defaults.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await
+}
+
+/// Starts a test app.
+pub async fn spawn_app_with(options: Options) -> TestApp {
+    try_spawn(options).await.expect("the test app starts")
+}
+
+async fn try_spawn(options: Options) -> anyhow::Result<TestApp> {
+    let services = Services::create().await?;
+    let mut env = services.env();
+    env.insert("KILN_API_ADDR".into(), "127.0.0.1:0".into());
+    env.insert("KILN_METRICS_ADDR".into(), "127.0.0.1:0".into());
+    env.insert("LOG_FORMAT".into(), "json".into());
+    env.insert("RUST_LOG".into(), "info".into());
+    env.insert("KILN_SHUTDOWN_GRACE".into(), "60".into());
+    env.extend(options.env);
+
+    let migrate = process::run("kiln-api", &["migrate"], &env)?;
+    if !migrate.status.success() {
+        bail!(
+            "kiln-api migrate failed: {}",
+            String::from_utf8_lossy(&migrate.stderr)
+        );
+    }
+    let key = create_key(&env, "tenant-a", "media,email,admin")?;
+
+    let api = Process::spawn("kiln-api", &[], &env)?;
+    let address = api.wait_for_field("listening", "addr").await?;
+    let metrics_address = api.wait_for_field("metrics listening", "addr").await?;
+    let worker = if options.without_worker {
+        None
+    } else {
+        let worker = Process::spawn("kiln-worker", &[], &env)?;
+        worker.wait_for_log("consuming").await?;
+        Some(worker)
+    };
+    Ok(TestApp {
+        services,
+        api,
+        worker,
+        address: format!("http://{address}"),
+        metrics_address: format!("http://{metrics_address}"),
+        client: reqwest::Client::new(),
+        key,
+        env,
+    })
+}
+
+/// Runs `kiln-api keys create` and returns the key from its last line of stdout.
+pub fn create_key(
+    env: &HashMap<String, String>,
+    name: &str,
+    scopes: &str,
+) -> anyhow::Result<String> {
+    let output = process::run(
+        "kiln-api",
+        &["keys", "create", "--name", name, "--scopes", scopes],
+        env,
+    )?;
+    if !output.status.success() {
+        bail!(
+            "keys create failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let stdout = String::from_utf8(output.stdout)?;
+    let key = stdout
+        .lines()
+        .last()
+        .context("keys create printed nothing")?
+        .trim();
+    Ok(key.to_owned())
+}
+
+/// An HTTP answer, with its JSON body when there is one.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: header::HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    async fn from(response: reqwest::Response) -> Self {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.unwrap_or_default();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Self {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// The stable error code of an error answer.
+    pub fn error_code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("<none>")
+    }
+}
+
+impl TestApp {
+    /// The environment the binaries were started with.
+    pub fn env(&self) -> &HashMap<String, String> {
+        &self.env
+    }
+
+    /// A new key for another tenant (or the same one) with the given scopes.
+    pub fn key_for(&self, tenant: &str, scopes: &str) -> String {
+        create_key(&self.env, tenant, scopes).expect("key created")
+    }
+
+    /// `POST /v1/media` with a raw body.
+    pub async fn upload(&self, body: impl Into<reqwest::Body>) -> Answer {
+        self.upload_as(&self.key, body).await
+    }
+
+    /// `POST /v1/media` with a raw body and a given key.
+    pub async fn upload_as(&self, key: &str, body: impl Into<reqwest::Body>) -> Answer {
+        let response = self
+            .client
+            .post(format!("{}/v1/media", self.address))
+            .bearer_auth(key)
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .body(body)
+            .send()
+            .await
+            .expect("upload request");
+        Answer::from(response).await
+    }
+
+    /// `POST /v1/media` as `multipart/form-data` with the bytes in field `file`.
+    pub async fn upload_multipart(&self, bytes: Vec<u8>, file_name: &str) -> Answer {
+        let part = reqwest::multipart::Part::bytes(bytes).file_name(file_name.to_owned());
+        let form = reqwest::multipart::Form::new()
+            .text("note", "fields before the file are skipped")
+            .part("file", part);
+        let response = self
+            .client
+            .post(format!("{}/v1/media", self.address))
+            .bearer_auth(&self.key)
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload request");
+        Answer::from(response).await
+    }
+
+    /// `GET path` with a key (or none).
+    pub async fn get_as(&self, key: Option<&str>, path: &str) -> Answer {
+        let mut request = self.client.get(format!("{}{path}", self.address));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        Answer::from(request.send().await.expect("get request")).await
+    }
+
+    /// `GET path` with the default key.
+    pub async fn get(&self, path: &str) -> Answer {
+        self.get_as(Some(&self.key), path).await
+    }
+
+    /// Downloads raw bytes with the default key.
+    pub async fn download(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .expect("download request")
+    }
+
+    /// Polls `GET /v1/media/{id}` until it is `ready` or `failed`, for at most two minutes.
+    pub async fn wait_for_media(&self, id: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let answer = self.get(&format!("/v1/media/{id}")).await;
+            let status = answer.body["status"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            if status == "ready" || status == "failed" {
+                return answer.body;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!(
+                    "media {id} still {status:?} after two minutes: {}",
+                    answer.body
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The API's Prometheus text.
+    pub async fn api_metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.metrics_address))
+            .send()
+            .await
+            .expect("metrics request")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+
+    /// Number of job rows in this test's database.
+    pub async fn job_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM jobs")
+            .fetch_one(&self.services.db().await)
+            .await
+            .expect("count jobs")
+    }
+
+    /// Files under this test's storage directory (relative paths).
+    pub fn stored_files(&self) -> Vec<PathBuf> {
+        self.services.stored_files()
+    }
+}
+
+/// The sum of a counter's samples whose labels contain every `label="value"` in `labels`.
+pub fn metric_value(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter(|line| {
+            line.split(['{', ' '])
+                .next()
+                .is_some_and(|metric| metric == name)
+        })
+        .filter(|line| labels.iter().all(|label| line.contains(label)))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A unique, valid namespace for one test: letters, digits and `_`.
+pub fn unique_name() -> String {
+    format!("kt_{}", &Uuid::new_v4().simple().to_string()[..12])
+}

@@ -23,6 +23,16 @@ pub fn connect_lazy(url: &SecretString, max_connections: u32) -> Result<PgPool, 
         .connect_lazy(url.expose_secret())
 }
 
+/// Creates the database named in `url` unless it exists (for first runs and `kiln-api migrate`).
+pub async fn create_database_if_missing(url: &SecretString) -> Result<(), sqlx::Error> {
+    use sqlx::migrate::MigrateDatabase;
+    if !sqlx::Postgres::database_exists(url.expose_secret()).await? {
+        sqlx::Postgres::create_database(url.expose_secret()).await?;
+        tracing::info!("database created");
+    }
+    Ok(())
+}
+
 /// Applies pending migrations (embedded at build time from `migrations/`).
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     sqlx::migrate!("../migrations").run(pool).await

@@ -78,6 +78,29 @@ impl Source {
     }
 }
 
+impl Source {
+    /// Reads and discards what the client is still sending (within bounds) so that it gets to
+    /// read the error answer: most HTTP clients report a broken pipe instead of a response when
+    /// the server stops reading mid-body and closes.
+    async fn drain(&mut self) {
+        let mut discarded = 0u64;
+        let drained = tokio::time::timeout(DRAIN_TIME, async {
+            while let Ok(Some(chunk)) = self.next().await {
+                discarded += chunk.len() as u64;
+                if discarded > DRAIN_BYTES {
+                    break;
+                }
+            }
+        });
+        drained.await.ok();
+    }
+}
+
+/// How much of a rejected body is read and discarded before answering.
+const DRAIN_BYTES: u64 = 64 * 1024 * 1024;
+/// How long a rejected body is drained before answering.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What was received.
 struct Received {
     format: ImageFormat,
@@ -101,7 +124,13 @@ pub async fn upload(
 
     let media_id = Uuid::now_v7();
     let original_key = format!("originals/{media_id}");
-    let received = receive(&state, &mut source, &original_key, limit).await?;
+    let received = match receive(&state, &mut source, &original_key, limit).await {
+        Ok(received) => received,
+        Err(error) => {
+            source.drain().await;
+            return Err(error);
+        }
+    };
     let (width, height) = match check_dimensions(&state, &received, &original_key).await {
         Ok(dimensions) => dimensions,
         Err(error) => {

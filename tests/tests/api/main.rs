@@ -1,0 +1,10 @@
+//! End-to-end tests of the API and worker binaries against real Postgres, Redis and RabbitMQ.
+
+mod auth;
+mod cache;
+mod compose;
+mod health;
+mod media;
+mod rejections;
+mod s3;
+mod shutdown;

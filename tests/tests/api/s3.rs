@@ -1,0 +1,100 @@
+//! The S3 backend, against a real S3-compatible server (moto in server mode).
+
+use std::{
+    net::TcpListener,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use kiln_tests::{Options, images, spawn_app_with};
+use reqwest::StatusCode;
+
+struct Moto {
+    child: Child,
+    endpoint: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+async fn start_moto() -> Moto {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .expect("free port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let program = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+    let child = Command::new(&program)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("{program} must be installed (pip install 'moto[server]'): {e}")
+        });
+    let moto = Moto {
+        child,
+        endpoint: format!("http://127.0.0.1:{port}"),
+    };
+    let client = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while client.get(&moto.endpoint).send().await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "moto did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    moto
+}
+
+#[tokio::test]
+async fn the_pipeline_runs_on_s3_compatible_storage() {
+    let moto = start_moto().await;
+    let bucket = "kiln-media";
+    let created = reqwest::Client::new()
+        .put(format!("{}/{bucket}", moto.endpoint))
+        .send()
+        .await
+        .expect("create bucket");
+    assert!(created.status().is_success(), "{:?}", created.status());
+    let app = spawn_app_with(
+        Options::default()
+            .env("KILN_STORAGE_URL", format!("s3://{bucket}/tenant-files"))
+            .env("AWS_ENDPOINT", moto.endpoint.clone())
+            .env("AWS_ALLOW_HTTP", "true")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test"),
+    )
+    .await;
+    let photo = images::bench_photo("photo-4mp.jpg");
+
+    let answer = app.upload(photo.clone()).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{:?}", answer.body);
+    let id = answer.body["id"].as_str().expect("id").to_owned();
+    let media = app.wait_for_media(&id).await;
+
+    assert_eq!(media["status"], "ready", "{media}");
+    let url = media["variants"][0]["url"].as_str().expect("url");
+    let variant = app.download(url).await;
+    assert_eq!(variant.status(), StatusCode::OK);
+    image::load_from_memory(&variant.bytes().await.expect("body")).expect("variant decodes");
+    // The original round-trips byte for byte through the bucket, under the configured prefix.
+    let original = reqwest::get(format!(
+        "{}/{bucket}/tenant-files/originals/{id}",
+        moto.endpoint
+    ))
+    .await
+    .expect("get original");
+    assert_eq!(original.status(), StatusCode::OK);
+    assert_eq!(
+        original.bytes().await.expect("body").as_ref(),
+        photo.as_slice()
+    );
+    assert!(
+        app.stored_files().is_empty(),
+        "nothing went to the local directory"
+    );
+}
