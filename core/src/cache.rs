@@ -7,8 +7,10 @@
 //! - Redis errors are logged and counted, and the read falls through to the loader: with Redis
 //!   down Kiln is slower, not broken. Short timeouts keep a dead Redis from stalling requests.
 //!
-//! Known limit of cache-aside: a read that loaded a row just before a concurrent write commits
-//! may store the old value after the writer's delete. The TTL bounds how long that lasts.
+//! Plain cache-aside has a race: a reader loads a row, a writer commits and deletes the key, then
+//! the reader stores the row it loaded — stale until the TTL. Kiln closes it with a generation
+//! counter per key: the reader notes the generation before loading and stores its value only if
+//! no invalidation bumped the generation meanwhile (a compare-and-set in one Lua script).
 
 use std::{
     collections::HashMap,
@@ -35,7 +37,22 @@ pub struct Cache {
     namespace: String,
     ttl: Duration,
     in_flight: Arc<Mutex<HashMap<String, Flight>>>,
+    store_if_current: Arc<redis::Script>,
 }
+
+/// Stores `ARGV[2]` at `KEYS[1]` with TTL `ARGV[3]` only if the generation at `KEYS[2]` is still
+/// `ARGV[1]` (empty when absent), i.e. no write invalidated the key since the value was loaded.
+const STORE_IF_CURRENT: &str = r"
+local current = redis.call('GET', KEYS[2]) or ''
+if current == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+  return 1
+end
+return 0
+";
+
+/// How long a generation counter outlives its last invalidation; far longer than any load.
+const GENERATION_TTL_SECS: i64 = 86_400;
 
 /// How long one Redis command may take before the cache is skipped for that read.
 const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
@@ -54,6 +71,7 @@ impl Cache {
             namespace: namespace.to_owned(),
             ttl,
             in_flight: Arc::default(),
+            store_if_current: Arc::new(redis::Script::new(STORE_IF_CURRENT)),
         })
     }
 
@@ -69,7 +87,8 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<T>, E>>,
     {
-        if let Some(bytes) = self.read(key).await {
+        let (cached, generation) = self.read(key).await;
+        if let Some(bytes) = cached {
             match serde_json::from_slice(&bytes) {
                 Ok(value) => {
                     metrics::counter!("kiln_cache_lookups_total", "outcome" => "hit").increment(1);
@@ -91,8 +110,8 @@ impl Cache {
                 let bytes = value
                     .as_ref()
                     .map(|v| serde_json::to_vec(v).expect("cached values serialize"));
-                if let Some(bytes) = &bytes {
-                    self.write(key, bytes).await;
+                if let (Some(bytes), Some(generation)) = (&bytes, &generation) {
+                    self.write(key, generation, bytes).await;
                 }
                 Ok(bytes)
             })
@@ -111,10 +130,20 @@ impl Cache {
         }
     }
 
-    /// Drops `key` after a committed write, so the next read loads fresh data.
+    /// Drops `key` after a committed write, so the next read loads fresh data, and bumps its
+    /// generation so that a read which loaded the old row cannot store it afterwards.
     pub async fn invalidate(&self, key: &str) {
         let mut redis = self.redis.clone();
-        let deleted: Result<(), _> = with_timeout(redis.del(key)).await;
+        let generation = generation_key(key);
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .del(key)
+            .ignore()
+            .incr(&generation, 1)
+            .ignore()
+            .expire(&generation, GENERATION_TTL_SECS)
+            .ignore();
+        let deleted: Result<(), _> = with_timeout(pipe.query_async(&mut redis)).await;
         if let Err(error) = deleted {
             // The TTL still bounds staleness; the error is counted for operators.
             count_error("del", &error);
@@ -129,25 +158,37 @@ impl Cache {
             .map(|_| ())
     }
 
-    async fn read(&self, key: &str) -> Option<Vec<u8>> {
+    /// The cached value and the key's generation (`None` when Redis failed: then nothing
+    /// loaded now may be stored, since its freshness cannot be checked).
+    async fn read(&self, key: &str) -> (Option<Vec<u8>>, Option<String>) {
         let mut redis = self.redis.clone();
-        match with_timeout(redis.get::<_, Option<Vec<u8>>>(key)).await {
-            Ok(value) => value,
+        let keys = [key.to_owned(), generation_key(key)];
+        match with_timeout(redis.mget::<_, (Option<Vec<u8>>, Option<String>)>(&keys)).await {
+            Ok((value, generation)) => (value, Some(generation.unwrap_or_default())),
             Err(error) => {
                 count_error("get", &error);
-                None
+                (None, None)
             }
         }
     }
 
-    async fn write(&self, key: &str, bytes: &[u8]) {
+    async fn write(&self, key: &str, generation: &str, bytes: &[u8]) {
         let mut redis = self.redis.clone();
-        let stored: Result<(), _> =
-            with_timeout(redis.set_ex(key, bytes, self.ttl.as_secs().max(1))).await;
+        let mut invocation = self.store_if_current.key(key);
+        invocation
+            .key(generation_key(key))
+            .arg(generation)
+            .arg(bytes)
+            .arg(self.ttl.as_secs().max(1));
+        let stored: Result<i64, _> = with_timeout(invocation.invoke_async(&mut redis)).await;
         if let Err(error) = stored {
             count_error("set", &error);
         }
     }
+}
+
+fn generation_key(key: &str) -> String {
+    format!("{key}:gen")
 }
 
 async fn with_timeout<T>(

@@ -1,0 +1,3 @@
+//! kiln-core's building blocks against the real services they wrap.
+
+mod cache;
