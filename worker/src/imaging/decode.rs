@@ -12,8 +12,8 @@ use super::resize::Pixels;
 #[error("{0}")]
 pub struct DecodeError(pub String);
 
-/// Decodes once, within `max_pixels`, upright, as 8-bit sRGB-range RGB (or RGBA when the image
-/// has transparency). Animated GIFs yield their first frame.
+/// Decodes once, within `max_pixels`, upright, as 8-bit sRGB (RGBA when the image has
+/// transparency). Animated GIFs yield their first frame.
 pub fn decode(data: &[u8], format: ImageFormat, max_pixels: u64) -> Result<Pixels, DecodeError> {
     let fail = |e: image::ImageError| DecodeError(format!("cannot decode image: {e}"));
     if format == ImageFormat::Jpeg && !jpeg_is_complete(data) {
@@ -37,9 +37,15 @@ pub fn decode(data: &[u8], format: ImageFormat, max_pixels: u64) -> Result<Pixel
         )));
     }
     let orientation = decoder.orientation().map_err(fail)?;
+    // A broken profile is not worth failing the job over: the pixels are still good.
+    let icc = decoder.icc_profile().ok().flatten();
     let mut image = DynamicImage::from_decoder(decoder).map_err(fail)?;
     image.apply_orientation(orientation);
-    Ok(Pixels::from_dynamic(image))
+    let mut pixels = Pixels::from_dynamic(image);
+    if let Some(icc) = icc {
+        super::color::to_srgb(&mut pixels, &icc);
+    }
+    Ok(pixels)
 }
 
 /// Whether an end-of-image marker (FF D9) follows the last start-of-scan (FF DA). Inside

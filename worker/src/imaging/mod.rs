@@ -1,13 +1,17 @@
 //! Turning one uploaded image into its variants, all on the calling (blocking) thread.
 //!
-//! The pipeline decodes once, applies EXIF orientation, brings the pixels to 8-bit RGB(A),
+//! The pipeline decodes once, applies EXIF orientation, brings the pixels to 8-bit sRGB (RGBA
+//! when the image has transparency),
 //! makes the largest variant from the decoded image and each smaller one from the smallest
 //! already-made image at least twice its width (cheaper, and Lanczos3 keeps the quality),
 //! then encodes each as JPEG and lossy WebP. Re-encoding drops all metadata, GPS included.
 
+mod color;
 mod decode;
 mod encode;
 mod resize;
+#[cfg(test)]
+mod tests;
 
 pub use decode::{DecodeError, decode};
 

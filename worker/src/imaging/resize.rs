@@ -40,6 +40,11 @@ impl Pixels {
     pub fn bytes(&self) -> &[u8] {
         self.image.buffer()
     }
+
+    /// The raw interleaved bytes, for in-place conversions.
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        self.image.buffer_mut()
+    }
 }
 
 /// The size of a variant `target` pixels wide, keeping the aspect ratio and never upscaling.
