@@ -234,7 +234,6 @@ fn garbage_after_a_valid_header_fails_with_the_decoders_reason() {
     let len = png.len();
     png[40..len - 12].fill(0x5A);
     let error = render(&png, ImageFormat::Png, &specs(), 10_000_000, QUALITY)
-        .err()
-        .expect("corrupt data fails");
+        .expect_err("corrupt data fails");
     assert!(error.0.starts_with("cannot decode image"), "{error}");
 }
