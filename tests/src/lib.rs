@@ -12,10 +12,10 @@ mod services;
 use std::{collections::HashMap, path::PathBuf, time::Duration};
 
 use anyhow::{Context, bail};
-pub use process::Process;
+pub use process::{Process, run};
 use reqwest::{StatusCode, header};
 use serde_json::Value;
-pub use services::Services;
+pub use services::{Services, amqp_url, redis_url};
 use uuid::Uuid;
 
 /// A Kiln under test: the API and (usually) a worker, on private resources.
@@ -39,6 +39,8 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// Start without a worker (jobs stay queued).
     pub without_worker: bool,
+    /// Skip `kiln-api migrate` (to test `KILN_MIGRATE=true` instead).
+    pub skip_migrate: bool,
 }
 
 impl Options {

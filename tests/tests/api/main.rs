@@ -8,3 +8,4 @@ mod media;
 mod rejections;
 mod s3;
 mod shutdown;
+mod startup;
