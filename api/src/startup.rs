@@ -4,7 +4,7 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
-use kiln_core::{Config, cache::Cache, db, queue::Publisher, queue::Topology, storage::Storage};
+use kiln_core::{Config, cache::Cache, db, queue::Publisher, storage::Storage};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -51,11 +51,7 @@ pub fn build_state(config: Config) -> anyhow::Result<AppState> {
     let cache =
         Cache::new(&config.redis_url, &config.namespace, config.cache_ttl).context("REDIS_URL")?;
     let storage = Storage::from_url(&config.storage_url).context("KILN_STORAGE_URL")?;
-    let publisher = Publisher::new(
-        config.amqp_url.clone(),
-        "kiln-api",
-        Topology::new(&config.namespace),
-    );
+    let publisher = Publisher::new(config.amqp_url.clone(), "kiln-api", config.topology());
     Ok(AppState {
         db,
         cache,

@@ -76,6 +76,10 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Attempts before a job that keeps failing transiently is declared dead.
     pub max_attempts: i32,
+    /// The retry ladder: attempt n waits `retry_delays[n-1]` (the last repeats) in a delay queue.
+    pub retry_delays: Vec<Duration>,
+    /// Test-only fault injection: the first N storage writes of this process fail.
+    pub fail_storage_writes: u64,
     /// Cron table for the scheduler: `name|cron expression|kind;...` (see the README).
     pub schedules: String,
     /// `LOG_FORMAT`: `text` (default) or `json`.
@@ -121,6 +125,8 @@ impl Config {
                 3_600,
             )?),
             max_attempts: env.bounded("KILN_MAX_ATTEMPTS", 5, 1, 100)?,
+            retry_delays: parse_delays(&env.string("KILN_RETRY_DELAYS", "1s,5s,30s,2m,10m,1h"))?,
+            fail_storage_writes: env.parse("KILN_TEST_FAIL_STORAGE_WRITES", "0")?,
             schedules: env.string("KILN_SCHEDULES", ""),
             log_format: match env.string("LOG_FORMAT", "text").as_str() {
                 "text" => LogFormat::Text,
@@ -130,6 +136,11 @@ impl Config {
                 }
             },
         })
+    }
+
+    /// The RabbitMQ names for this namespace and retry ladder.
+    pub fn topology(&self) -> crate::queue::Topology {
+        crate::queue::Topology::new(&self.namespace, &self.retry_delays)
     }
 
     /// The local directory behind `storage_url`, when storage is local.
@@ -207,6 +218,39 @@ fn parse_namespace(raw: &str) -> Result<String, ConfigError> {
     Ok(raw.to_owned())
 }
 
+/// Parses a comma-separated list of durations such as `500ms,5s,2m,1h`.
+pub fn parse_delays(raw: &str) -> Result<Vec<Duration>, ConfigError> {
+    let error = |message: String| ConfigError {
+        var: "KILN_RETRY_DELAYS",
+        message,
+    };
+    let mut delays = Vec::new();
+    for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let split = entry
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(|| error(format!("{entry:?} needs a unit (ms, s, m, h)")))?;
+        let (number, unit) = entry.split_at(split);
+        let number: u64 = number
+            .parse()
+            .map_err(|_| error(format!("{entry:?} does not start with a number")))?;
+        let millis = match unit {
+            "ms" => number,
+            "s" => number * 1_000,
+            "m" => number * 60_000,
+            "h" => number * 3_600_000,
+            _ => return Err(error(format!("{entry:?}: unit must be ms, s, m or h"))),
+        };
+        if millis == 0 || millis > 24 * 3_600_000 {
+            return Err(error(format!("{entry:?} must be between 1ms and 24h")));
+        }
+        delays.push(Duration::from_millis(millis));
+    }
+    if delays.is_empty() {
+        return Err(error("at least one delay is needed".into()));
+    }
+    Ok(delays)
+}
+
 /// Parses `thumb:160,small:480`, sorted largest first: the worker makes the largest variant
 /// first from the decoded image and may derive smaller ones from it.
 pub fn parse_variants(raw: &str) -> Result<Vec<VariantSpec>, ConfigError> {
@@ -276,6 +320,16 @@ mod tests {
         assert!(err.to_string().contains("KILN_VARIANTS"), "{err}");
         let err = config(&[("KILN_JPEG_QUALITY", "0")]).expect_err("must fail");
         assert_eq!(err.var, "KILN_JPEG_QUALITY");
+    }
+
+    #[test]
+    fn retry_delays_take_units() {
+        let delays = parse_delays("500ms, 5s,2m,1h").expect("valid");
+        assert_eq!(delays[0], Duration::from_millis(500));
+        assert_eq!(delays[3], Duration::from_secs(3600));
+        assert!(parse_delays("5").is_err());
+        assert!(parse_delays("0s").is_err());
+        assert!(parse_delays("5d").is_err());
     }
 
     #[test]

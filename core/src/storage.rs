@@ -1,7 +1,14 @@
 //! Where originals and variants live: a local directory (one host) or S3-compatible object
 //! storage (several hosts), both through `object_store` so the rest of Kiln sees one interface.
 
-use std::{ops::Range, path::PathBuf, sync::Arc};
+use std::{
+    ops::Range,
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
 
 use bytes::Bytes;
 use futures::{StreamExt, stream::BoxStream};
@@ -21,6 +28,8 @@ pub enum StorageError {
     Backend(#[from] object_store::Error),
     #[error("storage: {0}")]
     Io(#[from] std::io::Error),
+    #[error("storage: injected write failure (KILN_TEST_FAIL_STORAGE_WRITES)")]
+    Injected,
 }
 
 /// A handle on the configured storage; cheap to clone.
@@ -28,6 +37,8 @@ pub enum StorageError {
 pub struct Storage {
     store: Arc<dyn ObjectStore>,
     description: Arc<str>,
+    /// Test-only: how many more whole-object writes fail on purpose (fault tests).
+    failing_writes: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -69,6 +80,7 @@ impl Storage {
             return Ok(Self {
                 store,
                 description: url.into(),
+                failing_writes: Arc::default(),
             });
         }
         let dir = local_dir(url).ok_or_else(|| invalid("unsupported scheme".into()))?;
@@ -79,7 +91,15 @@ impl Storage {
         Ok(Self {
             store: Arc::new(local),
             description: dir.display().to_string().into(),
+            failing_writes: Arc::default(),
         })
+    }
+
+    /// Test-only fault injection: the next `count` calls to [`Storage::put`] fail with a
+    /// transient error, as a flaky object store would.
+    pub fn fail_next_writes(self, count: u64) -> Self {
+        self.failing_writes.store(count, Ordering::SeqCst);
+        self
     }
 
     /// Where this storage points, for logs.
@@ -98,6 +118,12 @@ impl Storage {
 
     /// Writes a whole object at once (atomically).
     pub async fn put(&self, key: &str, bytes: Bytes) -> Result<(), StorageError> {
+        let injected = self
+            .failing_writes
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if injected.is_ok() {
+            return Err(StorageError::Injected);
+        }
         self.store
             .put(&Path::from(key), PutPayload::from_bytes(bytes))
             .await?;

@@ -1,7 +1,7 @@
 //! `kiln-scheduler`: loads the cron table, runs the outbox relay, until SIGTERM.
 
 use anyhow::Context;
-use kiln_core::{Config, db, queue::Publisher, queue::Topology, shutdown, telemetry};
+use kiln_core::{Config, db, queue::Publisher, shutdown, telemetry};
 use kiln_scheduler::{relay, schedule};
 use tokio_cron_scheduler::{Job, JobScheduler};
 
@@ -42,11 +42,7 @@ async fn main() -> anyhow::Result<()> {
     if config.migrate {
         db::migrate(&pool).await.context("running migrations")?;
     }
-    let publisher = Publisher::new(
-        config.amqp_url.clone(),
-        "kiln-scheduler",
-        Topology::new(&config.namespace),
-    );
+    let publisher = Publisher::new(config.amqp_url.clone(), "kiln-scheduler", config.topology());
     relay::run(pool, publisher, cancel.clone()).await;
 
     cron.shutdown().await.ok();

@@ -292,3 +292,113 @@ pub fn metric_value(text: &str, name: &str, labels: &[&str]) -> f64 {
 pub fn unique_name() -> String {
     format!("kt_{}", &Uuid::new_v4().simple().to_string()[..12])
 }
+
+/// A message found in the dead queue.
+#[derive(Debug)]
+pub struct DeadMessage {
+    pub body: Vec<u8>,
+    /// The `x-kiln-error` header: why it died.
+    pub reason: Option<String>,
+}
+
+impl TestApp {
+    /// Sends an admin request with the default (all-scopes) key.
+    pub async fn admin(&self, method: reqwest::Method, path: &str) -> Answer {
+        let response = self
+            .client
+            .request(method, format!("{}{path}", self.address))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .expect("admin request");
+        Answer::from(response).await
+    }
+
+    /// Opens a channel on the test's broker.
+    pub async fn amqp_channel(&self) -> (lapin::Connection, lapin::Channel) {
+        let connection = lapin::Connection::connect(&self.env["AMQP_URL"], Default::default())
+            .await
+            .expect("amqp connection");
+        let channel = connection.create_channel().await.expect("channel");
+        (connection, channel)
+    }
+
+    /// Publishes raw bytes straight into one of this test's queues (`media`, `email`...).
+    pub async fn publish_raw(&self, queue: &str, body: &[u8]) {
+        let (connection, channel) = self.amqp_channel().await;
+        channel
+            .confirm_select(Default::default())
+            .await
+            .expect("confirms");
+        let name = format!("{}.{queue}", self.services.name);
+        channel
+            .basic_publish(
+                "".into(),
+                name.as_str().into(),
+                Default::default(),
+                body,
+                lapin::BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirm");
+        connection.close(200, "done".into()).await.ok();
+    }
+
+    /// Waits (up to a minute) until the dead queue holds at least `count` messages, then takes
+    /// them all out.
+    pub async fn dead_messages(&self, count: usize) -> Vec<DeadMessage> {
+        let (connection, channel) = self.amqp_channel().await;
+        let queue = format!("{}.dead", self.services.name);
+        let mut messages = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while messages.len() < count {
+            let got = channel
+                .basic_get(
+                    queue.as_str().into(),
+                    lapin::options::BasicGetOptions { no_ack: true },
+                )
+                .await
+                .expect("basic.get");
+            match got {
+                Some(message) => {
+                    let reason = message
+                        .delivery
+                        .properties
+                        .headers()
+                        .as_ref()
+                        .and_then(|h| h.inner().get("x-kiln-error").cloned())
+                        .and_then(|v| match v {
+                            lapin::types::AMQPValue::LongString(s) => Some(s.to_string()),
+                            _ => None,
+                        });
+                    messages.push(DeadMessage {
+                        body: message.delivery.data.clone(),
+                        reason,
+                    });
+                }
+                None => {
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "only {} of {count} dead messages arrived",
+                        messages.len()
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        connection.close(200, "done".into()).await.ok();
+        messages
+    }
+
+    /// A job row's status and attempts, read from Postgres.
+    pub async fn job_row(&self, id: &str) -> (String, i32) {
+        let id: Uuid = id.parse().expect("uuid");
+        sqlx::query_as("SELECT status, attempts FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_one(&self.services.db().await)
+            .await
+            .expect("job row")
+    }
+}

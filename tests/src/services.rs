@@ -24,6 +24,13 @@ pub fn amqp_url() -> String {
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
 }
 
+/// The retry ladder every test app uses: short, so retries happen within a test.
+pub const TEST_RETRY_DELAYS: &str = "300ms,1s";
+
+fn test_retry_delays() -> Vec<std::time::Duration> {
+    kiln_core::config::parse_delays(TEST_RETRY_DELAYS).expect("valid test ladder")
+}
+
 /// One test's database, namespace (queues and Redis keys) and storage directory.
 pub struct Services {
     /// Database name, namespace and Redis prefix alike.
@@ -57,6 +64,7 @@ impl Services {
             ("REDIS_URL".into(), redis_url()),
             ("AMQP_URL".into(), amqp_url()),
             ("KILN_NAMESPACE".into(), self.name.clone()),
+            ("KILN_RETRY_DELAYS".into(), TEST_RETRY_DELAYS.into()),
             (
                 "KILN_STORAGE_URL".into(),
                 self.storage.path().display().to_string(),
@@ -109,7 +117,7 @@ impl Services {
         .execute(&mut admin)
         .await?;
 
-        let topology = kiln_core::queue::Topology::new(&name);
+        let topology = kiln_core::queue::Topology::new(&name, &test_retry_delays());
         let connection = lapin::Connection::connect(&amqp_url(), Default::default()).await?;
         let channel = connection.create_channel().await?;
         for queue in topology.all_queues() {

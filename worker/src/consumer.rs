@@ -34,7 +34,7 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Consumes `queues` until `shutdown` fires, then drains in-flight jobs.
 pub async fn run(ctx: Context, queues: Vec<QueueKind>, shutdown: CancellationToken) {
-    let topology = Topology::new(&ctx.config.namespace);
+    let topology = ctx.config.topology();
     let tracker = TaskTracker::new();
     let mut failures: u32 = 0;
     let mut connection = None;
@@ -124,7 +124,13 @@ async fn consume(
                     let ctx = ctx.clone();
                     let shutdown = shutdown.clone();
                     tracker.spawn(async move {
-                        let settle = runner::handle(&ctx, &delivery.data, &shutdown).await;
+                        let settle = runner::handle(
+                            &ctx,
+                            &delivery.data,
+                            delivery.routing_key.as_str(),
+                            &shutdown,
+                        )
+                        .await;
                         settle_message(&delivery, settle).await;
                     });
                 }

@@ -16,7 +16,7 @@ pub mod runner;
 
 use std::sync::Arc;
 
-use kiln_core::{Config, cache::Cache, storage::Storage};
+use kiln_core::{Config, cache::Cache, queue::Publisher, storage::Storage};
 use sqlx::PgPool;
 
 /// Everything a job handler may use; cheap to clone.
@@ -25,6 +25,8 @@ pub struct Context {
     pub db: PgPool,
     pub cache: Cache,
     pub storage: Storage,
+    /// Publishes retries (to the delay ladder) and dead messages (with their reason).
+    pub publisher: Publisher,
     pub cpu: cpu::CpuPool,
     pub config: Arc<Config>,
 }
@@ -40,11 +42,19 @@ impl Context {
         .context("DATABASE_URL")?;
         let cache = Cache::new(&config.redis_url, &config.namespace, config.cache_ttl)
             .context("REDIS_URL")?;
-        let storage = Storage::from_url(&config.storage_url).context("KILN_STORAGE_URL")?;
+        let storage = Storage::from_url(&config.storage_url)
+            .context("KILN_STORAGE_URL")?
+            .fail_next_writes(config.fail_storage_writes);
+        let publisher = Publisher::new(
+            config.amqp_url.clone(),
+            "kiln-worker-publisher",
+            config.topology(),
+        );
         Ok(Self {
             db,
             cache,
             storage,
+            publisher,
             cpu: cpu::CpuPool::new(config.cpu_threads),
             config: Arc::new(config),
         })

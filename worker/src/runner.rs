@@ -32,15 +32,22 @@ pub enum Settle {
 }
 
 /// Runs the job a message announces and says how to settle the message.
-pub async fn handle(ctx: &Context, body: &[u8], shutdown: &CancellationToken) -> Settle {
+pub async fn handle(
+    ctx: &Context,
+    body: &[u8],
+    routing_key: &str,
+    shutdown: &CancellationToken,
+) -> Settle {
     let envelope: Envelope = match serde_json::from_slice(body) {
         Ok(envelope) => envelope,
         Err(error) => {
-            // Garbage or an unknown kind: dead-letter it once instead of looping forever.
+            // Garbage or an unknown kind: dead-letter it once, with the reason, instead of
+            // looping forever.
             tracing::warn!(%error, bytes = body.len(), "undecodable message dead-lettered");
             metrics::counter!("kiln_messages_rejected_total", "reason" => "undecodable")
                 .increment(1);
-            return Settle::DeadLetter;
+            let reason = format!("undecodable job message: {error}");
+            return to_dead_queue(ctx, body, routing_key, &reason).await;
         }
     };
     let span = tracing::info_span!(
@@ -56,7 +63,7 @@ async fn run(ctx: &Context, envelope: &Envelope, shutdown: &CancellationToken) -
     let kind = envelope.kind;
     let job = match db::jobs::start_attempt(&ctx.db, envelope.id).await {
         Ok(Some(job)) => job,
-        Ok(None) => return settle_unstartable(ctx, envelope.id).await,
+        Ok(None) => return settle_unstartable(ctx, envelope).await,
         Err(error) => {
             tracing::warn!(%error, "cannot record the attempt; requeueing");
             pause(Duration::from_secs(1), shutdown).await;
@@ -107,14 +114,51 @@ async fn run(ctx: &Context, envelope: &Envelope, shutdown: &CancellationToken) -
             let error = format!("out of attempts ({}): {error}", job.attempts);
             bury(ctx, kind, &job, &error).await
         }
-        Err(JobError::Retry(error)) => {
-            tracing::warn!(%error, "attempt failed; will retry");
-            metrics::counter!("kiln_jobs_retried_total", "kind" => kind.as_str()).increment(1);
-            if let Err(db_error) = db::jobs::mark_failed(&ctx.db, job.id, &error).await {
-                tracing::warn!(error = %db_error, "could not record the failed attempt");
-            }
-            pause(backoff(job.attempts), shutdown).await;
+        Err(JobError::Retry(error)) => retry_later(ctx, &job, &error, shutdown).await,
+    }
+}
+
+/// Records the failed attempt and sends the job's next message through the delay ladder; the
+/// current message is acked only once the next one is confirmed.
+async fn retry_later(
+    ctx: &Context,
+    job: &Job,
+    error: &str,
+    shutdown: &CancellationToken,
+) -> Settle {
+    metrics::counter!("kiln_jobs_retried_total", "kind" => job.kind.clone()).increment(1);
+    if let Err(db_error) = db::jobs::mark_failed(&ctx.db, job.id, error).await {
+        // Without the record the retry would not be counted: let the broker redeliver.
+        tracing::warn!(error = %db_error, %error, "could not record the failed attempt; requeueing");
+        pause(Duration::from_secs(1), shutdown).await;
+        return Settle::Requeue;
+    }
+    let next = match job.envelope() {
+        Ok(envelope) => envelope,
+        Err(unknown) => return to_dead_queue(ctx, &[], &job.kind, &unknown.to_string()).await,
+    };
+    match ctx.publisher.publish_retry(&next, job.attempts).await {
+        Ok(delay) => {
+            tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "attempt failed; retrying later");
+            Settle::Ack
+        }
+        Err(publish_error) => {
+            // The broker is struggling: back off here, then let it redeliver this message.
+            tracing::warn!(%error, %publish_error, "attempt failed and the retry could not be scheduled; requeueing");
+            pause(fallback_backoff(job.attempts), shutdown).await;
             Settle::Requeue
+        }
+    }
+}
+
+/// Puts a message in the dead queue with its reason, then acks the original. If the broker will
+/// not take it, the original is rejected instead (the queue dead-letters it without a reason).
+async fn to_dead_queue(ctx: &Context, body: &[u8], routing_key: &str, reason: &str) -> Settle {
+    match ctx.publisher.publish_dead(body, routing_key, reason).await {
+        Ok(()) => Settle::Ack,
+        Err(error) => {
+            tracing::warn!(%error, "could not publish to the dead queue; rejecting instead");
+            Settle::DeadLetter
         }
     }
 }
@@ -149,7 +193,12 @@ async fn bury(ctx: &Context, kind: JobKind, job: &Job, error: &str) -> Settle {
                 ctx.cache.invalidate(&key).await;
             }
             metrics::counter!("kiln_jobs_dead_total", "kind" => kind.as_str()).increment(1);
-            Settle::DeadLetter
+            let body = job
+                .envelope()
+                .ok()
+                .and_then(|e| serde_json::to_vec(&e).ok())
+                .unwrap_or_default();
+            to_dead_queue(ctx, &body, kind.as_str(), error).await
         }
         Err(db_error) => {
             // Not recorded: keep the message so the verdict is reached again later.
@@ -160,8 +209,8 @@ async fn bury(ctx: &Context, kind: JobKind, job: &Job, error: &str) -> Settle {
 }
 
 /// The job could not start: finished already (a duplicate message) or unknown.
-async fn settle_unstartable(ctx: &Context, id: uuid::Uuid) -> Settle {
-    match db::jobs::find(&ctx.db, id).await {
+async fn settle_unstartable(ctx: &Context, envelope: &Envelope) -> Settle {
+    match db::jobs::find(&ctx.db, envelope.id).await {
         Ok(Some(job)) => {
             tracing::info!(
                 status = job.status,
@@ -171,7 +220,8 @@ async fn settle_unstartable(ctx: &Context, id: uuid::Uuid) -> Settle {
         }
         Ok(None) => {
             tracing::warn!("message for an unknown job dead-lettered");
-            Settle::DeadLetter
+            let body = serde_json::to_vec(envelope).unwrap_or_default();
+            to_dead_queue(ctx, &body, envelope.kind.as_str(), "no such job").await
         }
         Err(error) => {
             tracing::warn!(%error, "cannot read the job; requeueing");
@@ -180,8 +230,9 @@ async fn settle_unstartable(ctx: &Context, id: uuid::Uuid) -> Settle {
     }
 }
 
-/// Exponential backoff with ±25% jitter: 1 s, 2 s, 4 s … capped at 60 s.
-fn backoff(attempts: i32) -> Duration {
+/// In-process backoff for when the delay ladder itself is unreachable: exponential with ±25%
+/// jitter, 1 s, 2 s, 4 s … capped at 60 s.
+fn fallback_backoff(attempts: i32) -> Duration {
     let base = 2f64.powi(attempts.clamp(1, 7) - 1).min(60.0);
     let jitter = rand::rng().random_range(0.75..1.25);
     Duration::from_secs_f64(base * jitter)

@@ -1,5 +1,6 @@
 //! The router: one module per resource, one file per action.
 
+mod admin;
 mod health;
 mod jobs;
 pub mod media;
@@ -7,7 +8,7 @@ pub mod media;
 use axum::{
     Router,
     extract::DefaultBodyLimit,
-    routing::{get, post},
+    routing::{delete, get, post},
 };
 use tower_http::trace::TraceLayer;
 
@@ -30,6 +31,10 @@ pub fn router(state: AppState) -> Router {
             get(media::variant::get_variant),
         )
         .route("/v1/jobs/{id}", get(jobs::get_job))
+        .route("/v1/admin/jobs", get(admin::jobs::list))
+        .route("/v1/admin/jobs/retry", post(admin::jobs::retry_matching))
+        .route("/v1/admin/jobs/{id}/retry", post(admin::jobs::retry_one))
+        .route("/v1/admin/jobs/{id}", delete(admin::jobs::discard))
         .fallback(|| async { crate::error::ApiError::not_found("route") })
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -163,3 +163,82 @@ pub async fn mark_dead(db: impl PgExecutor<'_>, id: Uuid, error: &str) -> Result
     .await?;
     Ok(())
 }
+
+/// Which jobs an operator is looking at.
+#[derive(Debug, Default, Clone)]
+pub struct JobFilter {
+    pub status: Option<String>,
+    pub kind: Option<String>,
+}
+
+/// Jobs matching `filter`, newest first.
+pub async fn list(
+    db: impl PgExecutor<'_>,
+    filter: &JobFilter,
+    limit: i64,
+) -> Result<Vec<Job>, sqlx::Error> {
+    sqlx::query_as!(
+        Job,
+        "SELECT id, tenant, kind, payload, status, attempts, max_attempts, last_error,
+                created_at, published_at, started_at, finished_at
+         FROM jobs
+         WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR kind = $2)
+         ORDER BY created_at DESC
+         LIMIT $3",
+        filter.status,
+        filter.kind,
+        limit,
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Gives a dead job a fresh set of attempts; the caller publishes it (or the relay will, since
+/// it is unpublished again). Returns `None` unless the job exists and is dead.
+pub async fn revive(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Job>, sqlx::Error> {
+    sqlx::query_as!(
+        Job,
+        "UPDATE jobs
+         SET status = 'queued', attempts = 0, last_error = NULL, published_at = NULL,
+             started_at = NULL, finished_at = NULL, run_after = now()
+         WHERE id = $1 AND status = 'dead'
+         RETURNING id, tenant, kind, payload, status, attempts, max_attempts, last_error,
+                   created_at, published_at, started_at, finished_at",
+        id,
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// Revives up to `limit` dead jobs, optionally of one kind, oldest first.
+pub async fn revive_dead(
+    db: impl PgExecutor<'_>,
+    kind: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Job>, sqlx::Error> {
+    sqlx::query_as!(
+        Job,
+        "UPDATE jobs
+         SET status = 'queued', attempts = 0, last_error = NULL, published_at = NULL,
+             started_at = NULL, finished_at = NULL, run_after = now()
+         WHERE id IN (SELECT id FROM jobs
+                      WHERE status = 'dead' AND ($1::text IS NULL OR kind = $1)
+                      ORDER BY created_at
+                      LIMIT $2
+                      FOR UPDATE SKIP LOCKED)
+         RETURNING id, tenant, kind, payload, status, attempts, max_attempts, last_error,
+                   created_at, published_at, started_at, finished_at",
+        kind,
+        limit,
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Deletes a dead job; returns whether there was one.
+pub async fn discard_dead(db: impl PgExecutor<'_>, id: Uuid) -> Result<bool, sqlx::Error> {
+    let deleted = sqlx::query!("DELETE FROM jobs WHERE id = $1 AND status = 'dead'", id)
+        .execute(db)
+        .await?;
+    Ok(deleted.rows_affected() == 1)
+}

@@ -187,3 +187,18 @@ pub async fn mark_failed(
     .await?;
     Ok(())
 }
+
+/// Puts the media of a revived job back to `pending`; returns its id, if the job has one.
+pub async fn mark_pending_for_job(
+    db: impl PgExecutor<'_>,
+    job_id: Uuid,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "UPDATE media SET status = 'pending', error = NULL, updated_at = now()
+         WHERE job_id = $1
+         RETURNING id",
+        job_id,
+    )
+    .fetch_optional(db)
+    .await
+}

@@ -2,16 +2,21 @@
 
 use std::{sync::Arc, time::Duration};
 
+use rand::Rng;
+
 use lapin::{
     BasicProperties, Channel, Connection,
     options::{BasicPublishOptions, ConfirmSelectOptions},
-    types::ShortString,
+    types::{AMQPValue, FieldTable, LongString, ShortString},
 };
 use secrecy::SecretString;
 use tokio::sync::Mutex;
 
 use super::{AmqpError, Topology, connect, declare};
 use crate::jobs::Envelope;
+
+/// AMQP delivery mode 2: the message is written to disk and survives a broker restart.
+const PERSISTENT: u8 = 2;
 
 /// How long the broker has to confirm a message before the publish counts as failed. A failed
 /// publish loses nothing: the job row stays unpublished and is sent again later.
@@ -76,34 +81,98 @@ impl Publisher {
 
     /// Publishes one job message and waits until the broker has it safely (confirm).
     pub async fn publish(&self, envelope: &Envelope) -> Result<(), AmqpError> {
-        let result = self.try_publish(envelope).await;
+        let exchange = self.topology.jobs_exchange();
+        self.send(&exchange, envelope, None).await
+    }
+
+    /// Publishes the message for the next attempt of a job whose attempt `attempt` failed, to
+    /// the delay queue of the ladder's step for it; it reaches the job's queue when the delay
+    /// is over. Returns the delay.
+    ///
+    /// Jitter: each message also carries its own expiration, 80–100% of the step, so retries of
+    /// jobs that failed together (a storage outage) do not all return at the same instant. A
+    /// message can only wait behind the head of its queue, whose TTL is the step, so no retry
+    /// waits longer than its step.
+    pub async fn publish_retry(
+        &self,
+        envelope: &Envelope,
+        attempt: i32,
+    ) -> Result<Duration, AmqpError> {
+        let (exchange, step) = self.topology.delay_for_attempt(attempt);
+        let delay = step.mul_f64(rand::rng().random_range(0.8..=1.0));
+        self.send(&exchange, envelope, Some(delay)).await?;
+        Ok(delay)
+    }
+
+    /// Puts a message that will not be processed into the dead queue, with the reason in the
+    /// `x-kiln-error` header for whoever inspects it.
+    pub async fn publish_dead(
+        &self,
+        body: &[u8],
+        routing_key: &str,
+        reason: &str,
+    ) -> Result<(), AmqpError> {
+        let mut headers = FieldTable::default();
+        headers.insert(
+            "x-kiln-error".into(),
+            AMQPValue::LongString(LongString::from(reason)),
+        );
+        let properties = BasicProperties::default()
+            .with_delivery_mode(PERSISTENT)
+            .with_headers(headers);
+        let result = self
+            .confirmed(&self.topology.dead(), routing_key, body, properties)
+            .await;
         if result.is_err() {
             self.forget().await;
         }
         result
     }
 
-    async fn try_publish(&self, envelope: &Envelope) -> Result<(), AmqpError> {
-        let channel = self.channel().await?;
+    async fn send(
+        &self,
+        exchange: &str,
+        envelope: &Envelope,
+        expiration: Option<Duration>,
+    ) -> Result<(), AmqpError> {
         let body = serde_json::to_vec(envelope).expect("an envelope always serializes");
-        let properties = BasicProperties::default()
+        let mut properties = BasicProperties::default()
             .with_message_id(ShortString::from(envelope.id.to_string()))
             .with_content_type("application/json".into())
             .with_type(envelope.kind.as_str().into())
-            // 2 = persistent: the message survives a broker restart.
-            .with_delivery_mode(2)
+            .with_delivery_mode(PERSISTENT)
             .with_timestamp(envelope.enqueued_at.timestamp().max(0) as u64);
-        let exchange = self.topology.jobs_exchange();
+        if let Some(expiration) = expiration {
+            properties =
+                properties.with_expiration(ShortString::from(expiration.as_millis().to_string()));
+        }
+        let result = self
+            .confirmed(exchange, envelope.kind.as_str(), &body, properties)
+            .await;
+        if result.is_err() {
+            self.forget().await;
+        }
+        result
+    }
+
+    async fn confirmed(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), AmqpError> {
         let publish = async {
+            let channel = self.channel().await?;
             let confirm = channel
                 .basic_publish(
-                    exchange.as_str().into(),
-                    envelope.kind.as_str().into(),
+                    exchange.into(),
+                    routing_key.into(),
                     BasicPublishOptions {
                         mandatory: true,
                         ..BasicPublishOptions::default()
                     },
-                    &body,
+                    body,
                     properties,
                 )
                 .await?

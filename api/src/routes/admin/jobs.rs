@@ -1,0 +1,232 @@
+//! Listing, retrying and discarding jobs — above all dead ones.
+//!
+//! `GET /v1/admin/jobs?status=dead&kind=media&limit=100`, `POST /v1/admin/jobs/{id}/retry`,
+//! `POST /v1/admin/jobs/retry?kind=media&limit=1000` (every matching dead job) and
+//! `DELETE /v1/admin/jobs/{id}` (dead jobs only).
+
+use axum::{
+    Json,
+    extract::{Path, Query, State},
+    http::StatusCode,
+};
+use chrono::{DateTime, Utc};
+use kiln_core::db::{self, jobs::Job};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::{
+    auth::{Caller, scope},
+    error::ApiError,
+    state::AppState,
+};
+
+/// A job as operators see it: everything, including tenant and payload.
+#[derive(Debug, Serialize)]
+pub struct AdminJobView {
+    pub id: Uuid,
+    pub tenant: Option<String>,
+    pub kind: String,
+    pub payload: Value,
+    pub status: String,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub published_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl From<Job> for AdminJobView {
+    fn from(job: Job) -> Self {
+        Self {
+            id: job.id,
+            tenant: job.tenant,
+            kind: job.kind,
+            payload: job.payload,
+            status: job.status,
+            attempts: job.attempts,
+            max_attempts: job.max_attempts,
+            last_error: job.last_error,
+            created_at: job.created_at,
+            published_at: job.published_at,
+            started_at: job.started_at,
+            finished_at: job.finished_at,
+        }
+    }
+}
+
+/// Query parameters of the list and bulk-retry endpoints.
+#[derive(Debug, Deserialize)]
+pub struct Filter {
+    pub status: Option<String>,
+    pub kind: Option<String>,
+    pub limit: Option<i64>,
+}
+
+const STATUSES: [&str; 5] = ["queued", "running", "succeeded", "failed", "dead"];
+
+impl Filter {
+    fn limit(&self) -> Result<i64, ApiError> {
+        match self.limit {
+            None => Ok(100),
+            Some(n @ 1..=1000) => Ok(n),
+            Some(_) => Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_filter",
+                "limit must be 1..=1000",
+            )),
+        }
+    }
+
+    fn kind(&self) -> Result<Option<&str>, ApiError> {
+        match self.kind.as_deref() {
+            Some(kind) if kind.parse::<kiln_core::jobs::JobKind>().is_err() => Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_filter",
+                format!("unknown job kind {kind:?}"),
+            )),
+            kind => Ok(kind),
+        }
+    }
+}
+
+/// Lists jobs, newest first.
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(filter): Query<Filter>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(scope::ADMIN)?;
+    if let Some(status) = filter.status.as_deref()
+        && !STATUSES.contains(&status)
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_filter",
+            format!("status must be one of {}", STATUSES.join(", ")),
+        ));
+    }
+    let jobs = db::jobs::list(
+        &state.db,
+        &db::jobs::JobFilter {
+            status: filter.status.clone(),
+            kind: filter.kind()?.map(str::to_owned),
+        },
+        filter.limit()?,
+    )
+    .await?;
+    let jobs: Vec<AdminJobView> = jobs.into_iter().map(Into::into).collect();
+    Ok(Json(json!({ "jobs": jobs })))
+}
+
+/// Retries one dead job with a fresh set of attempts.
+pub async fn retry_one(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<(StatusCode, Json<AdminJobView>), ApiError> {
+    caller.require(scope::ADMIN)?;
+    let mut revived = revive(&state, Target::One(id)).await?.into_iter();
+    match revived.next() {
+        Some(job) => Ok((StatusCode::ACCEPTED, Json(job.into()))),
+        None => match db::jobs::find(&state.db, id).await? {
+            Some(job) => Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "job_not_dead",
+                format!("only dead jobs can be retried; this one is {}", job.status),
+            )),
+            None => Err(ApiError::not_found("job")),
+        },
+    }
+}
+
+/// Retries every dead job matching the filter (`kind`, up to `limit`).
+pub async fn retry_matching(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(filter): Query<Filter>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(scope::ADMIN)?;
+    if filter.status.as_deref().is_some_and(|s| s != "dead") {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_filter",
+            "only dead jobs can be retried",
+        ));
+    }
+    let kind = filter.kind()?.map(str::to_owned);
+    let limit = filter.limit()?;
+    let revived = revive(&state, Target::Dead { kind, limit }).await?;
+    let ids: Vec<Uuid> = revived.iter().map(|j| j.id).collect();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "retried": ids.len(), "job_ids": ids })),
+    ))
+}
+
+/// Deletes a dead job for good (its media, if any, stays `failed`).
+pub async fn discard(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(scope::ADMIN)?;
+    if db::jobs::discard_dead(&state.db, id).await? {
+        tracing::info!(job.id = %id, "dead job discarded");
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    match db::jobs::find(&state.db, id).await? {
+        Some(job) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "job_not_dead",
+            format!(
+                "only dead jobs can be discarded; this one is {}",
+                job.status
+            ),
+        )),
+        None => Err(ApiError::not_found("job")),
+    }
+}
+
+/// Which dead jobs to revive.
+enum Target {
+    One(Uuid),
+    Dead { kind: Option<String>, limit: i64 },
+}
+
+/// Revives jobs and resets their media to `pending` in one transaction, then publishes them.
+/// A publish that fails loses nothing: the rows are unpublished and the relay sends them.
+async fn revive(state: &AppState, target: Target) -> Result<Vec<Job>, ApiError> {
+    let mut tx = state.db.begin().await?;
+    let jobs = match target {
+        Target::One(id) => db::jobs::revive(&mut *tx, id).await?.into_iter().collect(),
+        Target::Dead { kind, limit } => {
+            db::jobs::revive_dead(&mut *tx, kind.as_deref(), limit).await?
+        }
+    };
+    let mut media = Vec::new();
+    for job in &jobs {
+        if let Some(id) = db::media::mark_pending_for_job(&mut *tx, job.id).await? {
+            media.push(id);
+        }
+    }
+    tx.commit().await?;
+    for id in media {
+        state.cache.invalidate(&state.cache.key("media", id)).await;
+    }
+    for job in &jobs {
+        tracing::info!(job.id = %job.id, job.kind = job.kind, "dead job retried by an operator");
+        match job.envelope() {
+            Ok(envelope) => match state.publisher.publish(&envelope).await {
+                Ok(()) => db::jobs::mark_published(&state.db, job.id).await?,
+                Err(error) => {
+                    tracing::warn!(job.id = %job.id, %error, "publish failed; the relay will retry")
+                }
+            },
+            Err(error) => tracing::error!(job.id = %job.id, %error, "unpublishable job"),
+        }
+    }
+    Ok(jobs)
+}

@@ -1,0 +1,4 @@
+//! `/v1/admin`: operators' actions, for keys with the `admin` scope. Admin keys see every
+//! tenant.
+
+pub mod jobs;

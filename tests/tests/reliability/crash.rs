@@ -1,0 +1,88 @@
+//! kill -9 the worker mid-batch: every upload still ends ready, with exactly its variants.
+
+use std::{collections::HashMap, time::Duration};
+
+use image::{ImageFormat, Rgb, RgbImage};
+use kiln_tests::{Process, images, spawn_app};
+
+#[tokio::test]
+async fn killing_the_worker_mid_batch_loses_nothing_and_duplicates_nothing() {
+    let mut app = spawn_app().await;
+    let photo = images::encode(
+        &RgbImage::from_fn(640, 480, |x, y| Rgb([(x % 256) as u8, (y % 256) as u8, 90])),
+        ImageFormat::Jpeg,
+    );
+    let mut ids = Vec::new();
+    for _ in 0..100 {
+        let answer = app.upload(photo.clone()).await;
+        assert_eq!(answer.status, 202);
+        ids.push(answer.body["id"].as_str().expect("id").to_owned());
+    }
+    let db = app.services.db().await;
+    let ready = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM media WHERE status = 'ready'")
+            .fetch_one(&db)
+            .await
+            .expect("count")
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while ready().await < 10 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker made no progress"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let mut worker = app.worker.take().expect("worker");
+    worker.signal("KILL");
+    worker
+        .wait_for_exit(Duration::from_secs(10))
+        .await
+        .expect("killed");
+    let finished_before_kill = ready().await;
+    let running: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status = 'running'")
+        .fetch_one(&db)
+        .await
+        .expect("count");
+    app.worker = Some(Process::spawn("kiln-worker", &[], app.env()).expect("restarted"));
+
+    for id in &ids {
+        assert_eq!(app.wait_for_media(id).await["status"], "ready", "{id}");
+    }
+    let variants: Vec<(uuid::Uuid, i64)> =
+        sqlx::query_as("SELECT media_id, count(*) FROM media_variants GROUP BY media_id")
+            .fetch_all(&db)
+            .await
+            .expect("variants");
+    let per_media: HashMap<_, _> = variants.into_iter().collect();
+    let mut files: HashMap<String, usize> = HashMap::new();
+    for path in app.stored_files() {
+        let path = path.to_string_lossy().into_owned();
+        if let Some(rest) = path.strip_prefix("variants/") {
+            *files
+                .entry(rest.split('/').next().unwrap_or_default().to_owned())
+                .or_default() += 1;
+        }
+    }
+    let duplicated = ids
+        .iter()
+        .filter(|id| {
+            per_media.get(&id.parse().expect("uuid")) != Some(&8) || files.get(*id) != Some(&8)
+        })
+        .count();
+    let retried: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE attempts > 1")
+        .fetch_one(&db)
+        .await
+        .expect("count");
+    println!(
+        "sent 100; ready before the kill {finished_before_kill}; running at the kill {running}; \
+         taken over after restart {retried}; finished {}; lost 0; with wrong variant counts {duplicated}",
+        ids.len()
+    );
+    assert_eq!(
+        duplicated, 0,
+        "every media has exactly 8 variant rows and 8 files"
+    );
+    assert_eq!(app.job_count().await, 100);
+}
