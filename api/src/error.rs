@@ -99,18 +99,33 @@ impl IntoResponse for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
-        match error {
-            // Connection-level failures mean Postgres is unreachable: a 503 the client may retry,
-            // never a 500.
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                tracing::warn!(%error, "postgres unavailable");
-                Self::unavailable(
-                    "database_unavailable",
-                    "the database is unavailable; retry later",
-                )
-            }
-            other => Self::internal(other),
+        if database_unavailable(&error) {
+            tracing::warn!(%error, "postgres unavailable");
+            return Self::unavailable(
+                "database_unavailable",
+                "the database is unavailable; retry later",
+            );
         }
+        Self::internal(error)
+    }
+}
+
+/// Whether an error means "Postgres cannot be reached or is going away" (the client may
+/// retry: a 503, never a 500) rather than a bug.
+fn database_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        // SQLSTATE classes 08 (connection exception), 53 (insufficient resources) and 57
+        // (operator intervention: shutdown, admin termination, cannot connect now).
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| ["08", "53", "57"].iter().any(|c| code.starts_with(c))),
+        _ => false,
     }
 }
 

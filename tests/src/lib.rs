@@ -6,6 +6,7 @@
 //! a database), `TEST_REDIS_URL` and `TEST_AMQP_URL`.
 
 pub mod images;
+pub mod private;
 mod process;
 mod services;
 
@@ -41,6 +42,8 @@ pub struct Options {
     pub without_worker: bool,
     /// Skip `kiln-api migrate` (to test `KILN_MIGRATE=true` instead).
     pub skip_migrate: bool,
+    /// A Postgres server URL (without database) to use instead of the shared one.
+    pub postgres_server: Option<String>,
 }
 
 impl Options {
@@ -62,7 +65,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
 }
 
 async fn try_spawn(options: Options) -> anyhow::Result<TestApp> {
-    let services = Services::create().await?;
+    let services = Services::create(options.postgres_server.as_deref()).await?;
     let mut env = services.env();
     env.insert("KILN_API_ADDR".into(), "127.0.0.1:0".into());
     env.insert("KILN_METRICS_ADDR".into(), "127.0.0.1:0".into());

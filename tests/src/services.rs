@@ -35,15 +35,18 @@ fn test_retry_delays() -> Vec<std::time::Duration> {
 pub struct Services {
     /// Database name, namespace and Redis prefix alike.
     pub name: String,
+    /// The Postgres server holding the database (shared, or a test's private one).
+    postgres_server: String,
     pub database_url: String,
     pub storage: tempfile::TempDir,
 }
 
 impl Services {
-    /// Creates an empty database and a storage directory.
-    pub async fn create() -> anyhow::Result<Self> {
+    /// Creates an empty database (on `postgres`, or the shared server) and a storage directory.
+    pub async fn create(postgres: Option<&str>) -> anyhow::Result<Self> {
         let name = unique_name();
-        let mut admin = PgConnection::connect(&format!("{}/postgres", postgres_server()))
+        let postgres_server = postgres.map_or_else(postgres_server, str::to_owned);
+        let mut admin = PgConnection::connect(&format!("{postgres_server}/postgres"))
             .await
             .context("connecting to Postgres (is it running?)")?;
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
@@ -51,7 +54,8 @@ impl Services {
             .await?;
         admin.close().await.ok();
         Ok(Self {
-            database_url: format!("{}/{name}", postgres_server()),
+            database_url: format!("{postgres_server}/{name}"),
+            postgres_server,
             storage: tempfile::Builder::new().prefix("kiln-test-").tempdir()?,
             name,
         })
@@ -109,8 +113,8 @@ impl Services {
         out
     }
 
-    async fn cleanup(name: String) -> anyhow::Result<()> {
-        let mut admin = PgConnection::connect(&format!("{}/postgres", postgres_server())).await?;
+    async fn cleanup(name: String, postgres_server: String) -> anyhow::Result<()> {
+        let mut admin = PgConnection::connect(&format!("{postgres_server}/postgres")).await?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
         )))
@@ -152,6 +156,7 @@ impl Services {
 impl Drop for Services {
     fn drop(&mut self) {
         let name = self.name.clone();
+        let postgres_server = self.postgres_server.clone();
         // Drop runs inside the test's runtime, which cannot block on async work: clean up on a
         // thread with its own small runtime.
         let cleaned = std::thread::spawn(move || {
@@ -159,7 +164,7 @@ impl Drop for Services {
                 .enable_all()
                 .build()
                 .expect("cleanup runtime")
-                .block_on(Self::cleanup(name))
+                .block_on(Self::cleanup(name, postgres_server))
         })
         .join();
         match cleaned {

@@ -1,0 +1,329 @@
+//! Private instances of the services, started by one fault test on their own ports and data
+//! directories, so stopping them disturbs neither the shared services nor other tests.
+//!
+//! They run as the services' own users when the tests run as root (as in CI): Postgres refuses
+//! to run as root, and RabbitMQ's tools need the `rabbitmq` user's Erlang cookie.
+
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use anyhow::{Context, bail};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// A command run as `user` when the tests are root, else as the current user.
+fn command_as(user: &str, program: &str) -> Command {
+    if is_root() {
+        let mut command = Command::new("runuser");
+        command.args(["-u", user, "--", program]);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+fn chown(user: &str, path: &Path) {
+    if is_root() {
+        let status = Command::new("chown")
+            .args(["-R", user])
+            .arg(path)
+            .status()
+            .expect("chown runs");
+        assert!(status.success(), "chown {user} {}", path.display());
+    }
+}
+
+fn check(command: &mut Command, what: &str) -> anyhow::Result<()> {
+    let output = command
+        .output()
+        .with_context(|| format!("running {what}"))?;
+    if !output.status.success() {
+        bail!(
+            "{what} failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(())
+}
+
+async fn wait_for_port(port: u16, up: bool, what: &str) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let open = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok();
+        if open == up {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!(
+                "{what} on port {port} did not come {}",
+                if up { "up" } else { "down" }
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A private `redis-server`.
+pub struct PrivateRedis {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    /// Starts one on a free port.
+    pub async fn start() -> anyhow::Result<Self> {
+        let mut redis = Self {
+            port: free_port(),
+            child: None,
+        };
+        redis.resume().await?;
+        Ok(redis)
+    }
+
+    /// Its URL.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills it (as a crash would).
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill().ok();
+            child.wait().ok();
+        }
+        wait_for_port(self.port, false, "redis").await
+    }
+
+    /// Starts it again on the same port.
+    pub async fn resume(&mut self) -> anyhow::Result<()> {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .context("starting redis-server")?;
+        self.child = Some(child);
+        wait_for_port(self.port, true, "redis").await
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().ok();
+            child.wait().ok();
+        }
+    }
+}
+
+/// A private Postgres cluster (`initdb` + `pg_ctl`) with trust auth for user `postgres`.
+pub struct PrivatePostgres {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    bindir: PathBuf,
+}
+
+impl PrivatePostgres {
+    /// Initialises and starts a cluster on a free port.
+    pub async fn start() -> anyhow::Result<Self> {
+        let bindir = Command::new("pg_config")
+            .arg("--bindir")
+            .output()
+            .context("pg_config (postgresql) is installed")?;
+        let bindir = PathBuf::from(String::from_utf8_lossy(&bindir.stdout).trim());
+        let dir = tempfile::Builder::new().prefix("kiln-pg-").tempdir()?;
+        chown("postgres", dir.path());
+        let postgres = Self {
+            port: free_port(),
+            dir,
+            bindir,
+        };
+        check(
+            command_as("postgres", &postgres.tool("initdb"))
+                .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
+                .arg(postgres.data()),
+            "initdb",
+        )?;
+        postgres.resume().await?;
+        Ok(postgres)
+    }
+
+    fn tool(&self, name: &str) -> String {
+        self.bindir.join(name).display().to_string()
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The server URL (append `/<database>`).
+    pub fn server_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (fast shutdown: connections are cut).
+    pub async fn stop(&self) -> anyhow::Result<()> {
+        check(
+            command_as("postgres", &self.tool("pg_ctl"))
+                .args(["-m", "fast", "-w", "stop", "-D"])
+                .arg(self.data()),
+            "pg_ctl stop",
+        )?;
+        wait_for_port(self.port, false, "postgres").await
+    }
+
+    /// Starts the server again on the same port and data.
+    pub async fn resume(&self) -> anyhow::Result<()> {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            self.port,
+            self.dir.path().display()
+        );
+        check(
+            command_as("postgres", &self.tool("pg_ctl"))
+                .args(["-w", "-o", &options, "-l"])
+                .arg(self.dir.path().join("log"))
+                .arg("start")
+                .arg("-D")
+                .arg(self.data()),
+            "pg_ctl start",
+        )?;
+        wait_for_port(self.port, true, "postgres").await
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        command_as("postgres", &self.tool("pg_ctl"))
+            .args(["-m", "immediate", "stop", "-D"])
+            .arg(self.data())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .ok();
+    }
+}
+
+/// A private RabbitMQ node (its own name, ports and data directory, no plugins).
+pub struct PrivateRabbit {
+    pub port: u16,
+    node: String,
+    dir: tempfile::TempDir,
+}
+
+const RABBIT_BIN: &str = "/usr/lib/rabbitmq/bin";
+
+impl PrivateRabbit {
+    /// Starts a node on free ports and waits until it accepts connections.
+    pub async fn start() -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("kiln-rabbit-").tempdir()?;
+        let port = free_port();
+        std::fs::write(dir.path().join("enabled_plugins"), "[].\n")?;
+        // Its own config file: the system one names the shared node's listener.
+        std::fs::write(
+            dir.path().join("rabbitmq.conf"),
+            format!("listeners.tcp.local = 127.0.0.1:{port}\n"),
+        )?;
+        chown("rabbitmq", dir.path());
+        let rabbit = Self {
+            port,
+            node: format!("{}@localhost", crate::unique_name()),
+            dir,
+        };
+        let mut server = rabbit.tool("rabbitmq-server");
+        server
+            .arg("-detached")
+            .env("RABBITMQ_NODE_PORT", rabbit.port.to_string())
+            .env("RABBITMQ_DIST_PORT", free_port().to_string())
+            .env("RABBITMQ_MNESIA_BASE", rabbit.dir.path().join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", rabbit.dir.path().join("log"))
+            .env(
+                "RABBITMQ_ENABLED_PLUGINS_FILE",
+                rabbit.dir.path().join("enabled_plugins"),
+            )
+            .env("RABBITMQ_PID_FILE", rabbit.dir.path().join("pid"))
+            .env(
+                "RABBITMQ_CONFIG_FILE",
+                rabbit.dir.path().join("rabbitmq.conf"),
+            );
+        check(&mut server, "rabbitmq-server -detached")?;
+        // `-detached` returns before the node registers; poll until it has booted.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+        loop {
+            let booted = check(
+                rabbit.ctl().args(["await_startup", "--timeout", "60"]),
+                "rabbitmqctl await_startup",
+            );
+            match booted {
+                Ok(()) => break,
+                Err(error) if tokio::time::Instant::now() > deadline => return Err(error),
+                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        }
+        wait_for_port(rabbit.port, true, "rabbitmq").await?;
+        Ok(rabbit)
+    }
+
+    /// One of RabbitMQ's scripts, as the `rabbitmq` user (whose home holds the Erlang cookie),
+    /// aimed at this node.
+    fn tool(&self, name: &str) -> Command {
+        let mut command = command_as("rabbitmq", &format!("{RABBIT_BIN}/{name}"));
+        command
+            .env("RABBITMQ_NODENAME", &self.node)
+            .env("HOME", "/var/lib/rabbitmq");
+        command
+    }
+
+    fn ctl(&self) -> Command {
+        let mut command = self.tool("rabbitmqctl");
+        command.arg("-n").arg(&self.node);
+        command
+    }
+
+    /// The AMQP URL of this node.
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    /// Stops the broker application (connections drop, the port closes; data stays).
+    pub async fn stop(&self) -> anyhow::Result<()> {
+        check(self.ctl().arg("stop_app"), "rabbitmqctl stop_app")?;
+        wait_for_port(self.port, false, "rabbitmq").await
+    }
+
+    /// Starts the broker application again.
+    pub async fn resume(&self) -> anyhow::Result<()> {
+        check(self.ctl().arg("start_app"), "rabbitmqctl start_app")?;
+        wait_for_port(self.port, true, "rabbitmq").await
+    }
+}
+
+impl Drop for PrivateRabbit {
+    fn drop(&mut self) {
+        self.ctl()
+            .arg("stop")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .ok();
+    }
+}

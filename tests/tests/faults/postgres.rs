@@ -1,0 +1,100 @@
+//! Postgres restarted mid-run: clients get 503 with Retry-After (never a 500), nothing accepted
+//! is lost, and the worker recovers by itself.
+
+use std::{sync::Arc, time::Duration};
+
+use kiln_tests::{Options, images, private::PrivatePostgres, spawn_app_with};
+use reqwest::StatusCode;
+use tokio::sync::Mutex;
+
+#[derive(Default)]
+struct Tally {
+    accepted: Vec<String>,
+    unavailable: usize,
+    other: Vec<String>,
+}
+
+#[tokio::test]
+async fn restarting_postgres_mid_run_gives_503s_not_500s_and_loses_nothing() {
+    let postgres = PrivatePostgres::start().await.expect("private postgres");
+    let app = Arc::new(
+        spawn_app_with(Options {
+            postgres_server: Some(postgres.server_url()),
+            ..Options::default()
+        })
+        .await,
+    );
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let target = 40;
+
+    let uploader = {
+        let (app, tally) = (app.clone(), tally.clone());
+        tokio::spawn(async move {
+            while tally.lock().await.accepted.len() < target {
+                let answer = app.upload(images::sideways_jpeg(64, 32)).await;
+                let mut tally = tally.lock().await;
+                match answer.status {
+                    StatusCode::ACCEPTED => {
+                        tally
+                            .accepted
+                            .push(answer.body["id"].as_str().expect("id").to_owned());
+                    }
+                    StatusCode::SERVICE_UNAVAILABLE => {
+                        assert_eq!(answer.error_code(), "database_unavailable");
+                        assert!(answer.headers.contains_key("retry-after"));
+                        tally.unavailable += 1;
+                        drop(tally);
+                        // A well-behaved client waits and sends the same upload again.
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    other => tally.other.push(format!("{other}: {}", answer.body)),
+                }
+            }
+        })
+    };
+
+    wait_until(|| async { tally.lock().await.accepted.len() >= 10 }).await;
+    postgres.stop().await.expect("postgres stopped");
+    wait_until(|| async { tally.lock().await.unavailable >= 3 }).await;
+    let ready = app.get_as(None, "/readyz").await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        ready.body["checks"]["postgres"]["ok"], false,
+        "{:?}",
+        ready.body
+    );
+    postgres.resume().await.expect("postgres back");
+    uploader.await.expect("uploader");
+
+    let tally = tally.lock().await;
+    assert!(
+        tally.other.is_empty(),
+        "only 202 or 503 are acceptable: {:?}",
+        tally.other
+    );
+    for id in &tally.accepted {
+        assert_eq!(app.wait_for_media(id).await["status"], "ready", "{id}");
+    }
+    println!(
+        "sent {} accepted; answered 503 {} times; 5xx other than 503: {}; finished {}; lost 0",
+        tally.accepted.len(),
+        tally.unavailable,
+        tally.other.len(),
+        tally.accepted.len()
+    );
+}
+
+async fn wait_until<F, Fut>(condition: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition never met"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

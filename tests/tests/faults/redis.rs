@@ -1,0 +1,45 @@
+//! Redis is a cache: with it gone, uploads and reads keep working from Postgres.
+
+use kiln_tests::{Options, images, metric_value, private::PrivateRedis, spawn_app_with};
+use reqwest::StatusCode;
+
+#[tokio::test]
+async fn with_redis_stopped_mid_run_uploads_and_reads_keep_working() {
+    let mut redis = PrivateRedis::start().await.expect("private redis");
+    let app = spawn_app_with(Options::default().env("REDIS_URL", redis.url())).await;
+    let first = app.upload(images::sideways_jpeg(64, 32)).await;
+    let first_id = first.body["id"].as_str().expect("id").to_owned();
+    assert_eq!(app.wait_for_media(&first_id).await["status"], "ready");
+
+    redis.stop().await.expect("redis stopped");
+    let mut sent = 1;
+    let mut finished = 1;
+    for _ in 0..5 {
+        let answer = app.upload(images::sideways_jpeg(64, 32)).await;
+        assert_eq!(answer.status, StatusCode::ACCEPTED, "{:?}", answer.body);
+        sent += 1;
+        let media = app
+            .wait_for_media(answer.body["id"].as_str().expect("id"))
+            .await;
+        assert_eq!(media["status"], "ready");
+        finished += 1;
+    }
+    let read = app.get(&format!("/v1/media/{first_id}")).await;
+    assert_eq!(read.status, StatusCode::OK);
+    let errors = metric_value(&app.api_metrics().await, "kiln_cache_errors_total", &[]);
+    assert!(errors > 0.0);
+
+    redis.resume().await.expect("redis back");
+    let answer = app.upload(images::sideways_jpeg(64, 32)).await;
+    sent += 1;
+    assert_eq!(
+        app.wait_for_media(answer.body["id"].as_str().expect("id"))
+            .await["status"],
+        "ready"
+    );
+    finished += 1;
+    println!(
+        "sent {sent}; finished {finished}; lost {}; redis errors counted {errors}",
+        sent - finished
+    );
+}
