@@ -74,8 +74,11 @@ pub struct Config {
     pub cache_ttl: Duration,
     /// How long SIGTERM waits for in-flight jobs before giving up on them.
     pub shutdown_grace: Duration,
-    /// Attempts before a job that keeps failing transiently is declared dead.
+    /// Attempts before a job that keeps failing transiently is declared dead
+    /// (`KILN_MAX_ATTEMPTS`); see [`Config::max_attempts`] for the per-kind overrides.
     pub max_attempts: i32,
+    /// Per-kind overrides: `KILN_MAX_ATTEMPTS_MEDIA`, `_EMAIL`, `_BACKUP`, `_CLEANUP`.
+    pub max_attempts_by_kind: Vec<(crate::jobs::JobKind, i32)>,
     /// The retry ladder: attempt n waits `retry_delays[n-1]` (the last repeats) in a delay queue.
     pub retry_delays: Vec<Duration>,
     /// Test-only fault injection: the first N storage writes of this process fail.
@@ -96,6 +99,17 @@ impl Config {
     /// process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env(&lookup);
+        let max_attempts = env.bounded("KILN_MAX_ATTEMPTS", 5, 1, 100)?;
+        let mut max_attempts_by_kind = Vec::new();
+        for kind in crate::jobs::JobKind::ALL {
+            let var = match kind {
+                crate::jobs::JobKind::Media => "KILN_MAX_ATTEMPTS_MEDIA",
+                crate::jobs::JobKind::Email => "KILN_MAX_ATTEMPTS_EMAIL",
+                crate::jobs::JobKind::Backup => "KILN_MAX_ATTEMPTS_BACKUP",
+                crate::jobs::JobKind::Cleanup => "KILN_MAX_ATTEMPTS_CLEANUP",
+            };
+            max_attempts_by_kind.push((kind, env.bounded(var, max_attempts, 1, 100)?));
+        }
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Self {
             database_url: env.secret("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/kiln"),
@@ -124,7 +138,8 @@ impl Config {
                 0,
                 3_600,
             )?),
-            max_attempts: env.bounded("KILN_MAX_ATTEMPTS", 5, 1, 100)?,
+            max_attempts,
+            max_attempts_by_kind,
             retry_delays: parse_delays(&env.string("KILN_RETRY_DELAYS", "1s,5s,30s,2m,10m,1h"))?,
             fail_storage_writes: env.parse("KILN_TEST_FAIL_STORAGE_WRITES", "0")?,
             schedules: env.string("KILN_SCHEDULES", ""),
@@ -136,6 +151,14 @@ impl Config {
                 }
             },
         })
+    }
+
+    /// Attempts a job of `kind` gets before it is dead.
+    pub fn max_attempts(&self, kind: crate::jobs::JobKind) -> i32 {
+        self.max_attempts_by_kind
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map_or(self.max_attempts, |(_, n)| *n)
     }
 
     /// The RabbitMQ names for this namespace and retry ladder.
@@ -320,6 +343,17 @@ mod tests {
         assert!(err.to_string().contains("KILN_VARIANTS"), "{err}");
         let err = config(&[("KILN_JPEG_QUALITY", "0")]).expect_err("must fail");
         assert_eq!(err.var, "KILN_JPEG_QUALITY");
+    }
+
+    #[test]
+    fn max_attempts_can_be_set_per_kind() {
+        let config = config(&[
+            ("KILN_MAX_ATTEMPTS", "3"),
+            ("KILN_MAX_ATTEMPTS_EMAIL", "10"),
+        ])
+        .expect("ok");
+        assert_eq!(config.max_attempts(crate::jobs::JobKind::Media), 3);
+        assert_eq!(config.max_attempts(crate::jobs::JobKind::Email), 10);
     }
 
     #[test]

@@ -310,6 +310,15 @@ impl PrivateRabbit {
         wait_for_port(self.port, false, "rabbitmq").await
     }
 
+    /// Closes every client connection, as a broker restart or a network cut would.
+    pub async fn close_all_connections(&self) -> anyhow::Result<()> {
+        check(
+            self.ctl()
+                .args(["close_all_connections", "kiln fault test"]),
+            "rabbitmqctl close_all_connections",
+        )
+    }
+
     /// Starts the broker application again.
     pub async fn resume(&self) -> anyhow::Result<()> {
         check(self.ctl().arg("start_app"), "rabbitmqctl start_app")?;
@@ -325,5 +334,14 @@ impl Drop for PrivateRabbit {
             .stderr(Stdio::null())
             .status()
             .ok();
+        // `stop` returns before the VM has exited; let it finish writing before the data
+        // directory is removed.
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_millis(500));
     }
 }

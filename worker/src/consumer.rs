@@ -39,7 +39,7 @@ pub async fn run(ctx: Context, queues: Vec<QueueKind>, shutdown: CancellationTok
     let mut failures: u32 = 0;
     let mut connection = None;
     while !shutdown.is_cancelled() {
-        match consume(&ctx, &topology, &queues, &tracker, &shutdown).await {
+        match consume(&ctx, &topology, &queues, &tracker, &shutdown, &mut failures).await {
             Ok(conn) => {
                 connection = Some(conn);
                 break;
@@ -87,6 +87,7 @@ async fn consume(
     queues: &[QueueKind],
     tracker: &TaskTracker,
     shutdown: &CancellationToken,
+    failures: &mut u32,
 ) -> Result<Connection, AmqpError> {
     let connection = queue::connect(&ctx.config.amqp_url, "kiln-worker").await?;
     let channel = connection.create_channel().await?;
@@ -112,6 +113,8 @@ async fn consume(
         );
         streams.push(consumer);
     }
+    // Consuming again: the next loss starts its backoff from the shortest delay.
+    *failures = 0;
     let mut deliveries = futures::stream::select_all(streams.iter().cloned());
     loop {
         tokio::select! {

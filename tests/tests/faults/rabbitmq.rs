@@ -60,3 +60,33 @@ async fn stopping_rabbitmq_during_300_uploads_loses_none() {
     assert_eq!(ids.len(), total);
     assert_eq!(duplicated, 0);
 }
+
+#[tokio::test]
+async fn the_worker_reconnects_after_the_broker_closes_its_connections() {
+    let rabbit = PrivateRabbit::start().await.expect("private rabbitmq");
+    let app = spawn_app_with(Options::default().env("AMQP_URL", rabbit.url())).await;
+    let first = app.upload(images::sideways_jpeg(48, 24)).await;
+    assert_eq!(
+        app.wait_for_media(first.body["id"].as_str().expect("id"))
+            .await["status"],
+        "ready"
+    );
+
+    rabbit
+        .close_all_connections()
+        .await
+        .expect("connections closed");
+    let worker = app.worker.as_ref().expect("worker");
+    worker
+        .wait_for_log("consumer lost; reconnecting")
+        .await
+        .expect("the loss is noticed");
+
+    let second = app.upload(images::sideways_jpeg(48, 24)).await;
+    assert_eq!(second.status, StatusCode::ACCEPTED);
+    let media = app
+        .wait_for_media(second.body["id"].as_str().expect("id"))
+        .await;
+    assert_eq!(media["status"], "ready", "processed after the reconnect");
+    println!("sent 2; finished 2; lost 0 (connections force-closed once)");
+}

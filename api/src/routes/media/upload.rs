@@ -149,7 +149,7 @@ pub async fn upload(
                 tenant: Some(&caller.tenant),
                 kind: JobKind::Media,
                 payload: json!(MediaPayload { media_id }),
-                max_attempts: state.config.max_attempts,
+                max_attempts: state.config.max_attempts(JobKind::Media),
             },
         )
         .await?;
