@@ -47,13 +47,10 @@ impl FromRequestParts<AppState> for Caller {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <api key>"))?;
-        let key = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|k| !k.is_empty())
-            .ok_or_else(|| ApiError::unauthorized("expected Authorization: Bearer <api key>"))?;
+        let key =
+            header.to_str().ok().and_then(bearer_token).ok_or_else(|| {
+                ApiError::unauthorized("expected Authorization: Bearer <api key>")
+            })?;
         let found = db::api_keys::find_active_by_hash(&state.db, &hash_key(key))
             .await?
             .ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))?;
@@ -62,5 +59,43 @@ impl FromRequestParts<AppState> for Caller {
             tenant: found.tenant,
             scopes: found.scopes,
         })
+    }
+}
+
+/// The token of a `Bearer` credential. Authentication schemes are case-insensitive (RFC 9110
+/// §11.1), so `bearer` and `BEARER` are accepted; the scheme must be followed by whitespace.
+fn bearer_token(header: &str) -> Option<&str> {
+    const SCHEME: &str = "bearer";
+    let (scheme, rest) = header.split_at_checked(SCHEME.len())?;
+    if !scheme.eq_ignore_ascii_case(SCHEME) || !rest.starts_with([' ', '\t']) {
+        return None;
+    }
+    Some(rest.trim()).filter(|token| !token.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_scheme_is_matched_in_any_case() {
+        for header in ["Bearer k", "bearer k", "BEARER k", "bEaReR \t k "] {
+            assert_eq!(bearer_token(header), Some("k"), "{header:?}");
+        }
+    }
+
+    #[test]
+    fn other_schemes_and_empty_tokens_are_refused() {
+        for header in [
+            "Basic k",
+            "Bearerk",
+            "Bearer",
+            "Bearer   ",
+            "Bear k",
+            "",
+            "Bé k",
+        ] {
+            assert_eq!(bearer_token(header), None, "{header:?}");
+        }
     }
 }

@@ -18,6 +18,8 @@ pub struct ApiError {
     message: String,
     /// Seconds a client should wait before retrying (503s).
     retry_after: Option<u32>,
+    /// Per-field problems of a request body, keyed by field path (`to[1]`, `subject`).
+    fields: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl ApiError {
@@ -28,6 +30,19 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            fields: None,
+        }
+    }
+
+    /// 422 with field-level errors.
+    pub fn invalid_fields(fields: serde_json::Map<String, serde_json::Value>) -> Self {
+        Self {
+            fields: Some(fields),
+            ..Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                "some fields are invalid; see error.fields",
+            )
         }
     }
 
@@ -86,7 +101,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": { "code": self.code, "message": self.message } });
+        let mut error = json!({ "code": self.code, "message": self.message });
+        if let Some(fields) = self.fields {
+            error["fields"] = serde_json::Value::Object(fields);
+        }
+        let body = json!({ "error": error });
         let mut response = (self.status, Json(body)).into_response();
         if let Some(seconds) = self.retry_after {
             response

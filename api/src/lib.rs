@@ -4,11 +4,13 @@
 //! - [`state`]: the one shared state handed to every handler.
 //! - [`error`]: the single API error type and its JSON body.
 //! - [`auth`]: bearer API keys, scopes and tenants.
+//! - [`extract`]: path and query extractors that reject with [`error::ApiError`].
 //! - [`routes`]: one module per resource and action.
 //! - [`keys`]: the `kiln-api keys` command.
 
 pub mod auth;
 pub mod error;
+pub mod extract;
 pub mod keys;
 pub mod routes;
 pub mod startup;

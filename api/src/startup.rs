@@ -1,7 +1,7 @@
 //! Building and running the API: bind (port 0 works, for tests), connect lazily, serve until the
 //! shutdown token fires.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{future::IntoFuture, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use kiln_core::{Config, cache::Cache, db, queue::Publisher, storage::Storage};
@@ -35,14 +35,33 @@ impl Application {
         self.listener.local_addr()
     }
 
-    /// Serves until `cancel` fires, then finishes in-flight requests.
+    /// Serves until `cancel` fires, then lets in-flight requests finish for at most
+    /// `KILN_SHUTDOWN_GRACE`: a stalled client must not be able to hold SIGTERM off forever.
     pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr()?, storage = self.state.storage.describe(), "listening");
-        axum::serve(self.listener, router(self.state))
-            .with_graceful_shutdown(cancel.cancelled_owned())
-            .await
-            .context("serving HTTP")
+        let grace = self.state.config.shutdown_grace;
+        let serve = axum::serve(self.listener, router(self.state))
+            .with_graceful_shutdown(cancel.clone().cancelled_owned())
+            .into_future();
+        tokio::select! {
+            served = serve => served.context("serving HTTP"),
+            () = grace_expired(&cancel, grace) => {
+                // Returning drops the accept loop; connections still open end with the runtime,
+                // which the process is about to shut down.
+                tracing::warn!(
+                    grace_secs = grace.as_secs(),
+                    "shutdown grace period over; abandoning unfinished requests"
+                );
+                Ok(())
+            }
+        }
     }
+}
+
+/// Completes `grace` after `cancel` fires, never before.
+async fn grace_expired(cancel: &CancellationToken, grace: Duration) {
+    cancel.cancelled().await;
+    tokio::time::sleep(grace).await;
 }
 
 /// The shared state, from configuration.

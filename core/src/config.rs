@@ -46,8 +46,11 @@ pub struct Config {
     pub amqp_url: SecretString,
     /// `file:///abs/dir`, a plain path, or `s3://bucket[/prefix]` (credentials from `AWS_*`).
     pub storage_url: String,
-    /// SMTP server for email jobs.
+    /// SMTP server for email jobs: `smtp://host:port` (add `?tls=required` for STARTTLS),
+    /// `smtps://host:port`, with `user:password@` for AUTH.
     pub smtp_url: SecretString,
+    /// The `From` of every email Kiln sends.
+    pub email_from: String,
     /// Where the public API listens.
     pub api_addr: SocketAddr,
     /// Where this process serves `/metrics`; `None` means the process's own default.
@@ -117,6 +120,7 @@ impl Config {
             amqp_url: env.secret("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
             storage_url: env.string("KILN_STORAGE_URL", "./var/kiln"),
             smtp_url: env.secret("KILN_SMTP_URL", "smtp://127.0.0.1:1025"),
+            email_from: env.string("KILN_EMAIL_FROM", "Kiln <kiln@localhost>"),
             api_addr: env.parse("KILN_API_ADDR", "127.0.0.1:8080")?,
             metrics_addr: env.optional("KILN_METRICS_ADDR")?,
             namespace: parse_namespace(&env.string("KILN_NAMESPACE", "kiln"))?,
@@ -297,8 +301,9 @@ pub fn parse_variants(raw: &str) -> Result<Vec<VariantSpec>, ConfigError> {
         let width: u32 = width
             .parse()
             .map_err(|_| error(format!("{entry:?}: width must be a whole number")))?;
-        if !(1..=16_384).contains(&width) {
-            return Err(error(format!("{entry:?}: width must be 1..=16384")));
+        // 16383 is the largest dimension WebP can store.
+        if !(1..=16_383).contains(&width) {
+            return Err(error(format!("{entry:?}: width must be 1..=16383")));
         }
         if variants.iter().any(|v: &VariantSpec| v.name == name) {
             return Err(error(format!("{name:?} appears twice")));

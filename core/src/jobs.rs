@@ -145,3 +145,18 @@ pub struct Envelope {
 pub struct MediaPayload {
     pub media_id: Uuid,
 }
+
+/// Payload of a [`JobKind::Email`] job: one message, validated when it was accepted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EmailPayload {
+    pub to: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cc: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bcc: Vec<String>,
+    pub subject: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
+}

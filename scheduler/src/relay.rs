@@ -30,34 +30,46 @@ pub async fn run(db: PgPool, publisher: Publisher, cancel: CancellationToken) {
     }
 }
 
+/// How long a relay owns the rows it claimed; if it dies mid-batch, another relay takes them
+/// over after this.
+const LEASE: Duration = Duration::from_secs(30);
+
 /// Publishes one batch of stale unpublished rows; returns how many were confirmed.
+///
+/// Rows are claimed by pushing their `run_after` forward by the lease in one short statement, so
+/// no lock is held while publishing (a worker may be reading the row meanwhile) and a second
+/// relay skips them. Each confirmed publish is recorded at once, so a failure part-way loses no
+/// progress. `run_after` rather than `created_at` decides staleness: an operator's retry resets
+/// it, so the relay does not race the API publishing a revived job.
 pub async fn relay_once(db: &PgPool, publisher: &Publisher) -> anyhow::Result<usize> {
-    let mut tx = db.begin().await?;
     let grace = GRACE.as_secs_f64();
+    let lease = LEASE.as_secs_f64();
     let rows = sqlx::query_as!(
         Job,
-        "SELECT id, tenant, kind, payload, status, attempts, max_attempts, last_error,
-                created_at, published_at, started_at, finished_at
-         FROM jobs
-         WHERE published_at IS NULL AND status IN ('queued', 'failed')
-           AND created_at < now() - make_interval(secs => $1)
-         ORDER BY created_at
-         LIMIT $2
-         FOR UPDATE SKIP LOCKED",
+        "UPDATE jobs SET run_after = now() + make_interval(secs => $2)
+         WHERE id IN (SELECT id FROM jobs
+                      WHERE published_at IS NULL AND status IN ('queued', 'failed')
+                        AND run_after < now() - make_interval(secs => $1)
+                      ORDER BY run_after
+                      LIMIT $3
+                      FOR UPDATE SKIP LOCKED)
+         RETURNING id, tenant, kind, payload, status, attempts, max_attempts, last_error,
+                   created_at, published_at, started_at, finished_at",
         grace,
+        lease,
         BATCH,
     )
-    .fetch_all(&mut *tx)
+    .fetch_all(db)
     .await?;
     let mut sent = 0;
     for job in &rows {
         let envelope = job.envelope()?;
-        // Stop at the first failure: the broker is probably down, and the rest can wait.
+        // Stop at the first failure: the broker is probably down, and the rest can wait for
+        // their lease to run out.
         publisher.publish(&envelope).await?;
-        kiln_core::db::jobs::mark_published(&mut *tx, job.id).await?;
+        kiln_core::db::jobs::mark_published(db, job.id).await?;
         sent += 1;
+        metrics::counter!("kiln_outbox_relayed_total").increment(1);
     }
-    tx.commit().await?;
-    metrics::counter!("kiln_outbox_relayed_total").increment(sent as u64);
     Ok(sent)
 }

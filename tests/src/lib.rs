@@ -9,6 +9,7 @@ pub mod images;
 pub mod private;
 mod process;
 mod services;
+pub mod smtp;
 
 use std::{collections::HashMap, path::PathBuf, time::Duration};
 
@@ -167,6 +168,40 @@ impl TestApp {
     /// A new key for another tenant (or the same one) with the given scopes.
     pub fn key_for(&self, tenant: &str, scopes: &str) -> String {
         create_key(&self.env, tenant, scopes).expect("key created")
+    }
+
+    /// `POST /v1/emails` with a JSON body and a given key.
+    pub async fn send_email_as(&self, key: &str, body: &serde_json::Value) -> Answer {
+        let response = self
+            .client
+            .post(format!("{}/v1/emails", self.address))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .expect("email request");
+        Answer::from(response).await
+    }
+
+    /// Polls `GET /v1/jobs/{id}` until the job is `succeeded` or `dead` (two minutes at most).
+    pub async fn wait_for_job(&self, id: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let answer = self.get(&format!("/v1/jobs/{id}")).await;
+            let status = answer.body["status"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            if status == "succeeded" || status == "dead" {
+                return answer.body;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "job {id} still {status:?}: {}",
+                answer.body
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// `POST /v1/media` with a raw body.

@@ -27,14 +27,20 @@ impl CpuPool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let _permit = self
+        let permit = self
             .permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| "cpu pool closed".to_owned())?;
         let span = Span::current();
-        tokio::task::spawn_blocking(move || span.in_scope(work))
-            .await
-            .map_err(|e| format!("cpu task failed: {e}"))
+        // The permit moves into the thread: a caller that gives up (a job timeout) cannot
+        // cancel blocking work, so the slot stays taken until the work really ends.
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            span.in_scope(work)
+        })
+        .await
+        .map_err(|e| format!("cpu task failed: {e}"))
     }
 }

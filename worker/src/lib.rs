@@ -17,6 +17,8 @@ pub mod runner;
 use std::sync::Arc;
 
 use kiln_core::{Config, cache::Cache, queue::Publisher, storage::Storage};
+use lettre::{AsyncSmtpTransport, Tokio1Executor, message::Mailbox};
+use secrecy::ExposeSecret;
 use sqlx::PgPool;
 
 /// Everything a job handler may use; cheap to clone.
@@ -28,6 +30,10 @@ pub struct Context {
     /// Publishes retries (to the delay ladder) and dead messages (with their reason).
     pub publisher: Publisher,
     pub cpu: cpu::CpuPool,
+    /// Pooled SMTP connections (lettre, rustls), connected on first use.
+    pub mailer: AsyncSmtpTransport<Tokio1Executor>,
+    /// The `From` of every email.
+    pub email_from: Mailbox,
     pub config: Arc<Config>,
 }
 
@@ -50,11 +56,22 @@ impl Context {
             "kiln-worker-publisher",
             config.topology(),
         );
+        let mailer =
+            AsyncSmtpTransport::<Tokio1Executor>::from_url(config.smtp_url.expose_secret())
+                .context("KILN_SMTP_URL")?
+                .timeout(Some(std::time::Duration::from_secs(30)))
+                .build();
+        let email_from = config
+            .email_from
+            .parse()
+            .context("KILN_EMAIL_FROM is not a valid mailbox")?;
         Ok(Self {
             db,
             cache,
             storage,
             publisher,
+            mailer,
+            email_from,
             cpu: cpu::CpuPool::new(config.cpu_threads),
             config: Arc::new(config),
         })

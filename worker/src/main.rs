@@ -23,7 +23,7 @@ async fn main() -> anyhow::Result<()> {
         storage = ctx.storage.describe(),
         "worker starting"
     );
-    consumer::run(ctx, vec![QueueKind::Media], cancel).await;
+    consumer::run(ctx, vec![QueueKind::Media, QueueKind::Email], cancel).await;
     metrics_task.await.ok();
     tracing::info!("worker stopped");
     Ok(())

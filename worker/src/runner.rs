@@ -127,11 +127,18 @@ async fn retry_later(
     shutdown: &CancellationToken,
 ) -> Settle {
     metrics::counter!("kiln_jobs_retried_total", "kind" => job.kind.clone()).increment(1);
-    if let Err(db_error) = db::jobs::mark_failed(&ctx.db, job.id, error).await {
-        // Without the record the retry would not be counted: let the broker redeliver.
-        tracing::warn!(error = %db_error, %error, "could not record the failed attempt; requeueing");
-        pause(Duration::from_secs(1), shutdown).await;
-        return Settle::Requeue;
+    match db::jobs::mark_failed(&ctx.db, job.id, job.attempts, error).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::info!(%error, "attempt superseded by a newer one; no retry scheduled");
+            return Settle::Ack;
+        }
+        Err(db_error) => {
+            // Without the record the retry would not be counted: let the broker redeliver.
+            tracing::warn!(error = %db_error, %error, "could not record the failed attempt; requeueing");
+            pause(Duration::from_secs(1), shutdown).await;
+            return Settle::Requeue;
+        }
     }
     let next = match job.envelope() {
         Ok(envelope) => envelope,
@@ -166,6 +173,7 @@ async fn to_dead_queue(ctx: &Context, body: &[u8], routing_key: &str, reason: &s
 async fn dispatch(ctx: &Context, kind: JobKind, job: &Job) -> Result<(), JobError> {
     match kind {
         JobKind::Media => jobs::media::run(ctx, job).await,
+        JobKind::Email => jobs::email::run(ctx, job).await,
         other => Err(JobError::Abort(format!(
             "this worker has no handler for {} jobs",
             other.as_str()
@@ -178,17 +186,23 @@ async fn bury(ctx: &Context, kind: JobKind, job: &Job, error: &str) -> Settle {
     tracing::warn!(error, "job is dead");
     let recorded = async {
         let mut tx = ctx.db.begin().await?;
-        db::jobs::mark_dead(&mut *tx, job.id, error).await?;
+        if !db::jobs::mark_dead(&mut *tx, job.id, job.attempts, error).await? {
+            return Ok(None);
+        }
         let stale = match kind {
             JobKind::Media => jobs::media::on_dead(ctx, &mut tx, job, error).await?,
             _ => None,
         };
         tx.commit().await?;
-        Ok::<_, sqlx::Error>(stale)
+        Ok::<_, sqlx::Error>(Some(stale))
     }
     .await;
     match recorded {
-        Ok(stale) => {
+        Ok(None) => {
+            tracing::info!(error, "attempt superseded by a newer one; not buried");
+            Settle::Ack
+        }
+        Ok(Some(stale)) => {
             if let Some(key) = stale {
                 ctx.cache.invalidate(&key).await;
             }

@@ -1,15 +1,12 @@
 //! `GET /v1/jobs/{id}`.
 
-use axum::{
-    Json,
-    extract::{Path, State},
-};
+use axum::{Json, extract::State};
 use chrono::{DateTime, Utc};
 use kiln_core::db;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::{auth::Caller, error::ApiError, state::AppState};
+use crate::{auth::Caller, error::ApiError, extract::ApiPath, state::AppState};
 
 /// A job as its tenant sees it.
 #[derive(Debug, Serialize)]
@@ -30,7 +27,7 @@ pub struct JobView {
 pub async fn get_job(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<JobView>, ApiError> {
     let job = db::jobs::find_for_tenant(&state.db, id, &caller.tenant)
         .await?

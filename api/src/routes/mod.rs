@@ -1,6 +1,7 @@
 //! The router: one module per resource, one file per action.
 
 mod admin;
+mod emails;
 mod health;
 mod jobs;
 pub mod media;
@@ -8,11 +9,12 @@ pub mod media;
 use axum::{
     Router,
     extract::DefaultBodyLimit,
+    http::StatusCode,
     routing::{delete, get, post},
 };
 use tower_http::trace::TraceLayer;
 
-use crate::state::AppState;
+use crate::{error::ApiError, state::AppState};
 
 /// Every route of the public API.
 pub fn router(state: AppState) -> Router {
@@ -31,11 +33,65 @@ pub fn router(state: AppState) -> Router {
             get(media::variant::get_variant),
         )
         .route("/v1/jobs/{id}", get(jobs::get_job))
+        .route("/v1/emails", post(emails::send::send_email))
         .route("/v1/admin/jobs", get(admin::jobs::list))
         .route("/v1/admin/jobs/retry", post(admin::jobs::retry_matching))
         .route("/v1/admin/jobs/{id}/retry", post(admin::jobs::retry_one))
         .route("/v1/admin/jobs/{id}", delete(admin::jobs::discard))
-        .fallback(|| async { crate::error::ApiError::not_found("route") })
+        // Must follow every `.route`: it is installed on the routes that exist when called.
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(|| async { ApiError::not_found("route") })
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// A known path with the wrong method: the same JSON error as everything else (axum still adds
+/// the `Allow` header).
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this method is not allowed on this resource; see the Allow header",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::{body::Body, http::Request};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// The router over lazy connections: enough for answers that need no backend.
+    fn app() -> Router {
+        let storage = std::env::temp_dir().join("kiln-api-router-test");
+        let config = kiln_core::Config::from_lookup(|name| {
+            (name == "KILN_STORAGE_URL").then(|| storage.display().to_string())
+        })
+        .expect("default configuration");
+        router(crate::startup::build_state(config).expect("lazy state"))
+    }
+
+    #[tokio::test]
+    async fn a_wrong_method_is_a_json_405_with_allow() {
+        let request = Request::post(format!("/v1/jobs/{}", uuid::Uuid::now_v7()))
+            .body(Body::empty())
+            .expect("request");
+        let response = app().oneshot(request).await.expect("infallible");
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+        let allow = response.headers().get(axum::http::header::ALLOW);
+        assert!(
+            allow.is_some_and(|a| a.as_bytes().starts_with(b"GET")),
+            "{allow:?}"
+        );
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("a JSON body");
+        assert_eq!(body["error"]["code"], "method_not_allowed");
+    }
 }

@@ -124,44 +124,64 @@ pub async fn start_attempt(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<J
     .await
 }
 
+// The outcome of an attempt is recorded only while that attempt is still the job's current one
+// (`status = 'running' AND attempts = $2`). A stale copy of a job — a redelivered message run
+// alongside the original after a reconnect — can then never overwrite a newer outcome. Each
+// returns whether the row was updated; `false` means the attempt was superseded.
+
 /// Marks the job done.
-pub async fn mark_succeeded(db: impl PgExecutor<'_>, id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query!(
+pub async fn mark_succeeded(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    attempt: i32,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query!(
         "UPDATE jobs SET status = 'succeeded', last_error = NULL, finished_at = now()
-         WHERE id = $1",
-        id
+         WHERE id = $1 AND status = 'running' AND attempts = $2",
+        id,
+        attempt,
     )
     .execute(db)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
 }
 
 /// Records a failed attempt that will be retried.
 pub async fn mark_failed(
     db: impl PgExecutor<'_>,
     id: Uuid,
+    attempt: i32,
     error: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "UPDATE jobs SET status = 'failed', last_error = $2, finished_at = now() WHERE id = $1",
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query!(
+        "UPDATE jobs SET status = 'failed', last_error = $3, finished_at = now()
+         WHERE id = $1 AND status = 'running' AND attempts = $2",
         id,
+        attempt,
         error,
     )
     .execute(db)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
 }
 
 /// Gives up on a job: permanent failure, or out of attempts. The error is kept for operators.
-pub async fn mark_dead(db: impl PgExecutor<'_>, id: Uuid, error: &str) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "UPDATE jobs SET status = 'dead', last_error = $2, finished_at = now() WHERE id = $1",
+pub async fn mark_dead(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    attempt: i32,
+    error: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query!(
+        "UPDATE jobs SET status = 'dead', last_error = $3, finished_at = now()
+         WHERE id = $1 AND status = 'running' AND attempts = $2",
         id,
+        attempt,
         error,
     )
     .execute(db)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
 }
 
 /// Which jobs an operator is looking at.

@@ -3,6 +3,7 @@
 mod auth;
 mod cache;
 mod compose;
+mod emails;
 mod health;
 mod media;
 mod rejections;

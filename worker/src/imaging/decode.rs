@@ -48,14 +48,56 @@ pub fn decode(data: &[u8], format: ImageFormat, max_pixels: u64) -> Result<Pixel
     Ok(pixels)
 }
 
-/// Whether an end-of-image marker (FF D9) follows the last start-of-scan (FF DA). Inside
-/// entropy-coded data every FF byte is stuffed (FF 00), so both patterns can only be markers;
-/// an embedded EXIF thumbnail's own EOI comes before the main image's scans and does not count.
+/// Whether the primary image runs to its end-of-image marker. Walks the marker segments from
+/// the start (skipping each by its length, so an EXIF thumbnail inside APP1 is passed over) and
+/// through each scan's entropy-coded data (where FF 00 is a stuffed byte and FF D0–D7 are
+/// restart markers), and stops at the first EOI: data appended after it, such as the video of
+/// a "motion photo", is never looked at.
 fn jpeg_is_complete(data: &[u8]) -> bool {
-    let Some(last_scan) = data.windows(2).rposition(|w| w == [0xFF, 0xDA]) else {
+    if !data.starts_with(&[0xFF, 0xD8]) {
         return false;
+    }
+    let segment_length = |at: usize| -> Option<usize> {
+        let bytes = data.get(at..at + 2)?;
+        Some(usize::from(u16::from_be_bytes([bytes[0], bytes[1]])))
     };
-    data[last_scan..].windows(2).any(|w| w == [0xFF, 0xD9])
+    let mut i = 2;
+    loop {
+        // Markers may be preceded by any number of FF fill bytes.
+        if data.get(i) != Some(&0xFF) {
+            return false;
+        }
+        while data.get(i) == Some(&0xFF) {
+            i += 1;
+        }
+        let Some(&marker) = data.get(i) else {
+            return false;
+        };
+        i += 1;
+        match marker {
+            0xD9 => return true,
+            0x01 | 0xD0..=0xD7 => {}
+            0xDA => {
+                let Some(length) = segment_length(i) else {
+                    return false;
+                };
+                i += length;
+                // Entropy-coded data runs to the next marker that is not a stuffed byte or RST.
+                loop {
+                    match (data.get(i), data.get(i + 1)) {
+                        (Some(0xFF), Some(0x00 | 0xD0..=0xD7)) => i += 2,
+                        (Some(0xFF), Some(_)) => break,
+                        (Some(_), _) => i += 1,
+                        (None, _) => return false,
+                    }
+                }
+            }
+            _ => match segment_length(i) {
+                Some(length) if length >= 2 => i += length,
+                _ => return false,
+            },
+        }
+    }
 }
 
 #[cfg(test)]
@@ -79,6 +121,17 @@ mod tests {
             .err()
             .expect("truncated");
         assert!(error.0.contains("truncated"), "{error}");
+    }
+
+    #[test]
+    fn data_appended_after_the_end_of_image_is_ignored() {
+        // A "motion photo": a video (here bytes full of FF DA / FF D8 look-alikes) after EOI.
+        let mut motion = jpeg();
+        for _ in 0..100 {
+            motion.extend_from_slice(&[0xFF, 0xDA, 0x00, 0x04, 0x12, 0xFF, 0xD8, 0x42]);
+        }
+        assert!(jpeg_is_complete(&motion));
+        assert!(decode(&motion, ImageFormat::Jpeg, 1_000_000).is_ok());
     }
 
     #[test]

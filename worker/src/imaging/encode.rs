@@ -25,14 +25,20 @@ pub fn jpeg(pixels: &Pixels, quality: u8) -> Vec<u8> {
     out
 }
 
+/// The largest width or height WebP can store.
+pub const WEBP_MAX_DIMENSION: u32 = 16_383;
+
 /// Lossy WebP at `quality`, keeping transparency.
-pub fn webp(pixels: &Pixels, quality: u8) -> Vec<u8> {
+pub fn webp(pixels: &Pixels, quality: u8) -> Result<Vec<u8>, String> {
     let encoder = if pixels.has_alpha() {
         webp::Encoder::from_rgba(pixels.bytes(), pixels.width(), pixels.height())
     } else {
         webp::Encoder::from_rgb(pixels.bytes(), pixels.width(), pixels.height())
     };
-    encoder.encode(f32::from(quality)).to_vec()
+    encoder
+        .encode_simple(false, f32::from(quality))
+        .map(|memory| memory.to_vec())
+        .map_err(|e| format!("cannot encode WebP: {e:?}"))
 }
 
 fn flatten_on_white(rgba: &[u8]) -> Vec<u8> {

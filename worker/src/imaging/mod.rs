@@ -57,7 +57,10 @@ pub fn render(
     let mut made: Vec<resize::Pixels> = Vec::with_capacity(specs.len());
     let mut files = Vec::with_capacity(specs.len() * 2);
     for spec in specs {
+        // Never upscale; and stay within what WebP can store (a tall screenshot kept at its
+        // full height would not fit).
         let (w, h) = resize::fit_width(width, height, spec.width);
+        let (w, h) = resize::fit_height(w, h, encode::WEBP_MAX_DIMENSION);
         let source = made
             .iter()
             .filter(|p| p.width() >= w.saturating_mul(2))
@@ -76,7 +79,7 @@ pub fn render(
             format: "webp",
             width: w,
             height: h,
-            bytes: encode::webp(&pixels, quality.webp),
+            bytes: encode::webp(&pixels, quality.webp).map_err(DecodeError)?,
         });
         made.push(pixels);
     }

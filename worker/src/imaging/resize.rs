@@ -56,6 +56,15 @@ pub fn fit_width(width: u32, height: u32, target: u32) -> (u32, u32) {
     (target, (h as u32).max(1))
 }
 
+/// Shrinks `width`×`height` (keeping the aspect ratio) so the height is at most `max`.
+pub fn fit_height(width: u32, height: u32, max: u32) -> (u32, u32) {
+    if height <= max {
+        return (width, height);
+    }
+    let w = (u64::from(width) * u64::from(max) + u64::from(height) / 2) / u64::from(height);
+    ((w as u32).max(1), max)
+}
+
 /// Resizes `source` to `width`×`height` (Lanczos3; alpha is premultiplied while filtering).
 pub fn resize(source: &Pixels, width: u32, height: u32) -> Pixels {
     let mut target = Image::new(width, height, source.image.pixel_type());
@@ -78,5 +87,11 @@ mod tests {
         assert_eq!(fit_width(4000, 3000, 1000), (1000, 750));
         assert_eq!(fit_width(300, 200, 1000), (300, 200));
         assert_eq!(fit_width(10_000, 1, 100), (100, 1));
+    }
+
+    #[test]
+    fn tall_images_are_fitted_to_the_height_limit() {
+        assert_eq!(super::fit_height(1080, 20_000, 16_383), (885, 16_383));
+        assert_eq!(super::fit_height(100, 200, 16_383), (100, 200));
     }
 }

@@ -77,6 +77,14 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
     }
 
     let mut tx = ctx.db.begin().await.retry()?;
+    // The job first: if a newer attempt took it over, record nothing at all.
+    if !db::jobs::mark_succeeded(&mut *tx, job.id, job.attempts)
+        .await
+        .retry()?
+    {
+        tracing::info!("attempt superseded by a newer one; its results are not recorded");
+        return Ok(());
+    }
     for row in &rows {
         db::media::upsert_variant(&mut *tx, media_id, row)
             .await
@@ -90,7 +98,6 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
     )
     .await
     .retry()?;
-    db::jobs::mark_succeeded(&mut *tx, job.id).await.retry()?;
     tx.commit().await.retry()?;
     ctx.cache
         .invalidate(&ctx.cache.key("media", media_id))

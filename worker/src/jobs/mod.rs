@@ -1,5 +1,6 @@
 //! Job handlers, one module per kind, and how their failures are classified.
 
+pub mod email;
 pub mod media;
 
 use std::time::Duration;

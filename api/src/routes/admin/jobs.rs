@@ -4,11 +4,7 @@
 //! `POST /v1/admin/jobs/retry?kind=media&limit=1000` (every matching dead job) and
 //! `DELETE /v1/admin/jobs/{id}` (dead jobs only).
 
-use axum::{
-    Json,
-    extract::{Path, Query, State},
-    http::StatusCode,
-};
+use axum::{Json, extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
 use kiln_core::db::{self, jobs::Job};
 use serde::{Deserialize, Serialize};
@@ -18,6 +14,7 @@ use uuid::Uuid;
 use crate::{
     auth::{Caller, scope},
     error::ApiError,
+    extract::{ApiPath, ApiQuery},
     state::AppState,
 };
 
@@ -96,7 +93,7 @@ impl Filter {
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    Query(filter): Query<Filter>,
+    ApiQuery(filter): ApiQuery<Filter>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(scope::ADMIN)?;
     if let Some(status) = filter.status.as_deref()
@@ -125,7 +122,7 @@ pub async fn list(
 pub async fn retry_one(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<(StatusCode, Json<AdminJobView>), ApiError> {
     caller.require(scope::ADMIN)?;
     let mut revived = revive(&state, Target::One(id)).await?.into_iter();
@@ -146,7 +143,7 @@ pub async fn retry_one(
 pub async fn retry_matching(
     State(state): State<AppState>,
     caller: Caller,
-    Query(filter): Query<Filter>,
+    ApiQuery(filter): ApiQuery<Filter>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require(scope::ADMIN)?;
     if filter.status.as_deref().is_some_and(|s| s != "dead") {
@@ -170,7 +167,7 @@ pub async fn retry_matching(
 pub async fn discard(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(scope::ADMIN)?;
     if db::jobs::discard_dead(&state.db, id).await? {
@@ -220,7 +217,13 @@ async fn revive(state: &AppState, target: Target) -> Result<Vec<Job>, ApiError> 
         tracing::info!(job.id = %job.id, job.kind = job.kind, "dead job retried by an operator");
         match job.envelope() {
             Ok(envelope) => match state.publisher.publish(&envelope).await {
-                Ok(()) => db::jobs::mark_published(&state.db, job.id).await?,
+                // The revival is committed and the message is out: a failure to record that
+                // only means the relay may send it again, and the job row makes a duplicate a no-op.
+                Ok(()) => db::jobs::mark_published(&state.db, job.id)
+                    .await
+                    .unwrap_or_else(
+                        |error| tracing::warn!(job.id = %job.id, %error, "could not record publish"),
+                    ),
                 Err(error) => {
                     tracing::warn!(job.id = %job.id, %error, "publish failed; the relay will retry")
                 }

@@ -1,15 +1,13 @@
 //! `GET /v1/media/{id}`.
 
-use axum::{
-    Json,
-    extract::{Path, State},
-};
+use axum::{Json, extract::State};
 use uuid::Uuid;
 
 use super::view::{MediaView, load};
 use crate::{
     auth::{Caller, scope},
     error::ApiError,
+    extract::ApiPath,
     state::AppState,
 };
 
@@ -17,7 +15,7 @@ use crate::{
 pub async fn get_media(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<MediaView>, ApiError> {
     caller.require(scope::MEDIA)?;
     Ok(Json(load(&state, id, &caller.tenant).await?.view))

@@ -2,12 +2,15 @@
 //! is from its bytes, then records the media and its job in one transaction.
 //!
 //! Every rejection happens before a job exists, and leaves no file behind:
-//! empty → 400, too large → 413, not an image → 415, too many pixels or unreadable header → 422.
+//! empty → 400, stalled → 408, too large → 413, not an image → 415, too many pixels or
+//! unreadable header → 422.
+
+use std::{future::Future, time::Duration};
 
 use axum::{
     Json,
     extract::{Request, State},
-    http::{HeaderMap, StatusCode, header},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use bytes::Bytes;
@@ -18,11 +21,12 @@ use kiln_core::{
     jobs::{JobKind, MediaPayload},
     storage::StorageWriter,
 };
+use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::view::load;
+use super::view::MediaView;
 use crate::{
     auth::{Caller, scope},
     error::ApiError,
@@ -34,6 +38,9 @@ use crate::{
 const HEAD_KEEP: usize = 256 * 1024;
 /// How far into the stored file a header may be looked for.
 const HEADER_SEARCH: u64 = 16 * 1024 * 1024;
+/// How long the client may send nothing before the upload is given up: a stalled client would
+/// otherwise hold a connection, a storage writer and a partial object indefinitely.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The upload's bytes, from a raw body or the `file` field of a multipart form.
 enum Source {
@@ -42,7 +49,9 @@ enum Source {
 }
 
 impl Source {
-    async fn open(request: Request) -> Result<Self, ApiError> {
+    /// Finds the upload in the request. Multipart fields before `file` are read and discarded,
+    /// and count against `limit`: otherwise a huge leading field would be read without bound.
+    async fn open(request: Request, limit: u64) -> Result<Self, ApiError> {
         let content_type = request
             .headers()
             .get(header::CONTENT_TYPE)
@@ -56,10 +65,13 @@ impl Source {
         let invalid = |e: multer::Error| ApiError::bad_request("invalid_multipart", e.to_string());
         let boundary = multer::parse_boundary(&content_type).map_err(invalid)?;
         let mut form = multer::Multipart::new(body, boundary);
-        while let Some(field) = form.next_field().await.map_err(invalid)? {
+        let mut skipped = 0u64;
+        while let Some(field) = idle(form.next_field()).await?.map_err(invalid)? {
+            let field = Box::new(field);
             if field.name() == Some("file") {
-                return Ok(Self::Multipart(Box::new(field)));
+                return Ok(Self::Multipart(field));
             }
+            skip_field(field, &mut skipped, limit).await?;
         }
         Err(ApiError::bad_request(
             "missing_file",
@@ -67,15 +79,51 @@ impl Source {
         ))
     }
 
+    /// The next chunk of the upload; `None` at its end.
     async fn next(&mut self) -> Result<Option<Bytes>, ApiError> {
         let chunk = match self {
-            Self::Raw(stream) => stream.next().await.transpose().map_err(|e| e.to_string()),
-            Self::Multipart(field) => field.chunk().await.map_err(|e| e.to_string()),
+            Self::Raw(stream) => idle(stream.next())
+                .await?
+                .transpose()
+                .map_err(|e| e.to_string()),
+            Self::Multipart(field) => idle(field.chunk()).await?.map_err(|e| e.to_string()),
         };
         chunk.map_err(|e| {
             ApiError::bad_request("upload_interrupted", format!("reading the upload: {e}"))
         })
     }
+}
+
+/// Reads a multipart field that is not the upload to its end, adding its size to `skipped`.
+async fn skip_field(
+    mut field: Box<multer::Field<'static>>,
+    skipped: &mut u64,
+    limit: u64,
+) -> Result<(), ApiError> {
+    let invalid = |e: multer::Error| ApiError::bad_request("invalid_multipart", e.to_string());
+    while let Some(chunk) = idle(field.chunk()).await?.map_err(invalid)? {
+        *skipped += chunk.len() as u64;
+        if *skipped > limit {
+            Source::Multipart(field).drain().await;
+            return Err(too_large(limit));
+        }
+    }
+    Ok(())
+}
+
+/// Awaits one read of the body, failing with 408 if the client sends nothing for
+/// [`IDLE_TIMEOUT`].
+async fn idle<T>(read: impl Future<Output = T>) -> Result<T, ApiError> {
+    tokio::time::timeout(IDLE_TIMEOUT, read).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "upload_timeout",
+            format!(
+                "nothing was received for {} seconds",
+                IDLE_TIMEOUT.as_secs()
+            ),
+        )
+    })
 }
 
 impl Source {
@@ -99,7 +147,7 @@ impl Source {
 /// How much of a rejected body is read and discarded before answering.
 const DRAIN_BYTES: u64 = 64 * 1024 * 1024;
 /// How long a rejected body is drained before answering.
-const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+const DRAIN_TIME: Duration = Duration::from_secs(10);
 
 /// What was received.
 struct Received {
@@ -120,7 +168,7 @@ pub async fn upload(
     if declared_length(request.headers()).is_some_and(|len| len > limit + MULTIPART_SLACK) {
         return Err(too_large(limit));
     }
-    let mut source = Source::open(request).await?;
+    let mut source = Source::open(request, limit).await?;
 
     let media_id = Uuid::now_v7();
     let original_key = format!("originals/{media_id}");
@@ -140,6 +188,11 @@ pub async fn upload(
     };
 
     let job_id = Uuid::now_v7();
+    let media = NewMediaValues {
+        bytes: i64::try_from(received.bytes).unwrap_or(i64::MAX),
+        width: i32::try_from(width).unwrap_or(i32::MAX),
+        height: i32::try_from(height).unwrap_or(i32::MAX),
+    };
     let recorded = async {
         let mut tx = state.db.begin().await?;
         let job = db::jobs::insert(
@@ -159,10 +212,10 @@ pub async fn upload(
                 id: media_id,
                 tenant: &caller.tenant,
                 content_type: received.format.content_type(),
-                bytes: i64::try_from(received.bytes).unwrap_or(i64::MAX),
+                bytes: media.bytes,
                 sha256: &received.sha256,
-                width: i32::try_from(width).unwrap_or(i32::MAX),
-                height: i32::try_from(height).unwrap_or(i32::MAX),
+                width: media.width,
+                height: media.height,
                 original_key: &original_key,
                 job_id,
             },
@@ -198,17 +251,50 @@ pub async fn upload(
     metrics::counter!("kiln_jobs_enqueued_total", "kind" => JobKind::Media.as_str()).increment(1);
     tracing::info!(media.id = %media_id, job.id = %job_id, bytes = received.bytes, "upload accepted");
 
-    let media = load(&state, media_id, &caller.tenant).await?;
-    let mut body = serde_json::to_value(&media.view).map_err(ApiError::internal)?;
-    body["job_id"] = json!(job_id);
-    let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
-    response.headers_mut().insert(
-        header::LOCATION,
-        format!("/v1/media/{media_id}")
-            .parse()
-            .map_err(ApiError::internal)?,
-    );
-    Ok(response)
+    // Answered from what is in hand, not re-read: a failed read now would tell the client its
+    // committed upload failed, and its retry would store a duplicate.
+    let view = MediaView {
+        id: media_id,
+        status: "pending".to_owned(),
+        content_type: received.format.content_type().to_owned(),
+        bytes: media.bytes,
+        sha256: received.sha256,
+        width: media.width,
+        height: media.height,
+        error: None,
+        variants: Vec::new(),
+        // Both rows default to now(), the transaction's start, so the job's is the media's.
+        created_at: job.created_at,
+        updated_at: job.created_at,
+    };
+    Ok(accepted(view, job_id))
+}
+
+/// The converted sizes recorded for the media and echoed in the answer.
+struct NewMediaValues {
+    bytes: i64,
+    width: i32,
+    height: i32,
+}
+
+/// The 202 body: the media as `GET /v1/media/{id}` shows it, plus the job processing it.
+#[derive(Serialize)]
+struct Accepted {
+    #[serde(flatten)]
+    media: MediaView,
+    job_id: Uuid,
+}
+
+/// The 202 answer with its `Location`. Infallible: it is built after the commit.
+fn accepted(media: MediaView, job_id: Uuid) -> Response {
+    let location = format!("/v1/media/{}", media.id);
+    let mut response = (StatusCode::ACCEPTED, Json(Accepted { media, job_id })).into_response();
+    // A formatted UUID is always a valid header value; should that ever change, the answer
+    // goes without a Location rather than turning an accepted upload into an error.
+    if let Ok(location) = HeaderValue::try_from(location) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
 }
 
 /// Room for multipart boundaries and part headers when comparing Content-Length to the limit.

@@ -2,7 +2,7 @@
 
 use axum::{
     body::Body,
-    extract::{Path, State},
+    extract::State,
     http::{HeaderValue, header},
     response::{IntoResponse, Response},
 };
@@ -12,6 +12,7 @@ use super::view::load;
 use crate::{
     auth::{Caller, scope},
     error::ApiError,
+    extract::ApiPath,
     state::AppState,
 };
 
@@ -20,7 +21,7 @@ use crate::{
 pub async fn get_variant(
     State(state): State<AppState>,
     caller: Caller,
-    Path((id, file)): Path<(Uuid, String)>,
+    ApiPath((id, file)): ApiPath<(Uuid, String)>,
 ) -> Result<Response, ApiError> {
     caller.require(scope::MEDIA)?;
     let (name, format, content_type) = match file.rsplit_once('.') {

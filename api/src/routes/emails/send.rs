@@ -1,0 +1,82 @@
+//! `POST /v1/emails`: validates a message and enqueues its `email` job.
+
+use axum::{
+    Json,
+    extract::{State, rejection::JsonRejection},
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use kiln_core::{db, jobs::JobKind, telemetry::mask_email};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::validate::{EmailRequest, validate};
+use crate::{
+    auth::{Caller, scope},
+    error::ApiError,
+    state::AppState,
+};
+
+/// Accepts an email (202 with the job) for the worker to send over SMTP.
+pub async fn send_email(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<EmailRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    caller.require(scope::EMAIL)?;
+    let Json(request) = body.map_err(|rejection| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            rejection.body_text(),
+        )
+    })?;
+    let payload = validate(request).map_err(ApiError::invalid_fields)?;
+    let recipients = payload.to.len() + payload.cc.len() + payload.bcc.len();
+    let first = payload
+        .to
+        .first()
+        .map(|a| mask_email(a))
+        .unwrap_or_default();
+
+    let job = db::jobs::insert(
+        &state.db,
+        &db::jobs::NewJob {
+            id: Uuid::now_v7(),
+            tenant: Some(&caller.tenant),
+            kind: JobKind::Email,
+            payload: json!(payload),
+            max_attempts: state.config.max_attempts(JobKind::Email),
+        },
+    )
+    .await?;
+    // Committed: from here the email will be sent, by this publish or by the relay.
+    match job.envelope() {
+        Ok(envelope) => match state.publisher.publish(&envelope).await {
+            Ok(()) => db::jobs::mark_published(&state.db, job.id)
+                .await
+                .unwrap_or_else(
+                    |e| tracing::warn!(job.id = %job.id, error = %e, "could not record publish"),
+                ),
+            Err(error) => {
+                tracing::warn!(job.id = %job.id, %error, "publish failed; the relay will retry")
+            }
+        },
+        Err(error) => tracing::error!(job.id = %job.id, %error, "unpublishable job"),
+    }
+    metrics::counter!("kiln_jobs_enqueued_total", "kind" => JobKind::Email.as_str()).increment(1);
+    tracing::info!(job.id = %job.id, to = first, recipients, "email accepted");
+
+    let mut response = (
+        StatusCode::ACCEPTED,
+        Json(json!({ "job_id": job.id, "status": job.status })),
+    )
+        .into_response();
+    response.headers_mut().insert(
+        header::LOCATION,
+        format!("/v1/jobs/{}", job.id)
+            .parse()
+            .map_err(ApiError::internal)?,
+    );
+    Ok(response)
+}

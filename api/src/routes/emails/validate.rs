@@ -1,0 +1,161 @@
+//! Strict validation of an email request. Every address is parsed as an RFC 5322 mailbox and no
+//! field may carry a line break, so nothing a client sends can inject a header.
+
+use lettre::message::Mailbox;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use kiln_core::jobs::EmailPayload;
+
+/// Most recipients (to + cc + bcc) one request may have.
+pub const MAX_RECIPIENTS: usize = 50;
+/// Longest subject, in characters (the RFC 5322 line limit).
+pub const MAX_SUBJECT: usize = 998;
+/// Largest text or HTML body, in bytes.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// One address or a list of them.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Addresses {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Addresses {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            Self::One(one) => vec![one],
+            Self::Many(many) => many,
+        }
+    }
+}
+
+/// The body of `POST /v1/emails`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailRequest {
+    pub to: Option<Addresses>,
+    pub cc: Option<Addresses>,
+    pub bcc: Option<Addresses>,
+    pub subject: Option<String>,
+    pub text: Option<String>,
+    pub html: Option<String>,
+    /// Named templates are not available yet; asking for one is a field error.
+    pub template: Option<String>,
+    pub data: Option<Value>,
+}
+
+/// Checks every field and returns the job payload, or every problem found, by field.
+pub fn validate(request: EmailRequest) -> Result<EmailPayload, Map<String, Value>> {
+    let mut errors = Map::new();
+    let mut error = |field: String, message: &str| {
+        errors.entry(field).or_insert_with(|| Value::from(message));
+    };
+
+    let mut lists = Vec::new();
+    for (name, addresses) in [("to", request.to), ("cc", request.cc), ("bcc", request.bcc)] {
+        let addresses = addresses.map(Addresses::into_vec).unwrap_or_default();
+        for (i, address) in addresses.iter().enumerate() {
+            if address.chars().any(char::is_control) || address.parse::<Mailbox>().is_err() {
+                error(format!("{name}[{i}]"), "not a valid email address");
+            }
+        }
+        lists.push(addresses);
+    }
+    let [to, cc, bcc]: [Vec<String>; 3] = lists.try_into().expect("three lists");
+    if to.is_empty() {
+        error("to".into(), "at least one recipient is required");
+    }
+    if to.len() + cc.len() + bcc.len() > MAX_RECIPIENTS {
+        error(
+            "to".into(),
+            "at most 50 recipients (to, cc and bcc together)",
+        );
+    }
+
+    let subject = request.subject.unwrap_or_default();
+    if subject.trim().is_empty() {
+        error("subject".into(), "required");
+    } else if subject.chars().any(char::is_control) {
+        error(
+            "subject".into(),
+            "must not contain line breaks or control characters",
+        );
+    } else if subject.chars().count() > MAX_SUBJECT {
+        error("subject".into(), "at most 998 characters");
+    }
+
+    if request.template.is_some() || request.data.is_some() {
+        error("template".into(), "unknown template");
+    }
+    if request.text.is_none() && request.html.is_none() && request.template.is_none() {
+        error("text".into(), "give text, html or both");
+    }
+    for (name, body) in [("text", &request.text), ("html", &request.html)] {
+        if body.as_ref().is_some_and(|b| b.len() > MAX_BODY) {
+            error(name.into(), "at most 1 MiB");
+        }
+    }
+
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(EmailPayload {
+        to,
+        cc,
+        bcc,
+        subject,
+        text: request.text,
+        html: request.html,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(json: Value) -> EmailRequest {
+        serde_json::from_value(json).expect("request shape")
+    }
+
+    #[test]
+    fn a_plain_message_is_accepted() {
+        let payload = validate(request(serde_json::json!({
+            "to": "Alice <alice@example.com>", "subject": "Hi", "text": "Hello"
+        })))
+        .expect("valid");
+        assert_eq!(payload.to, ["Alice <alice@example.com>"]);
+    }
+
+    #[test]
+    fn header_injection_is_refused_in_every_field() {
+        let errors = validate(request(serde_json::json!({
+            "to": ["ok@example.com", "x@example.com\r\nBcc: victim@example.com"],
+            "cc": "not an address",
+            "subject": "Hi\r\nBcc: victim@example.com",
+            "text": "body"
+        })))
+        .expect_err("invalid");
+        assert!(errors.contains_key("to[1]"), "{errors:?}");
+        assert!(errors.contains_key("cc[0]"), "{errors:?}");
+        assert!(errors.contains_key("subject"), "{errors:?}");
+        assert!(!errors.contains_key("to[0]"));
+    }
+
+    #[test]
+    fn recipients_and_bodies_are_required_and_limited() {
+        let many: Vec<String> = (0..51).map(|i| format!("u{i}@example.com")).collect();
+        let errors =
+            validate(request(serde_json::json!({"to": many, "subject": "s"}))).expect_err("x");
+        assert!(
+            errors.contains_key("to") && errors.contains_key("text"),
+            "{errors:?}"
+        );
+        let errors = validate(request(serde_json::json!({"subject": ""}))).expect_err("x");
+        assert!(
+            errors.contains_key("to") && errors.contains_key("subject"),
+            "{errors:?}"
+        );
+    }
+}
