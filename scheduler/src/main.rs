@@ -1,48 +1,106 @@
-//! `kiln-scheduler`: loads the cron table, runs the outbox relay, until SIGTERM.
+//! `kiln-scheduler`: runs the cron table and the outbox relay until SIGTERM, or fires one
+//! schedule by hand (`kiln-scheduler enqueue <schedule>`).
 
-use anyhow::Context;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
 use kiln_core::{Config, db, queue::Publisher, shutdown, telemetry};
-use kiln_scheduler::{relay, schedule};
+use kiln_scheduler::{relay, schedule, tick};
 use tokio_cron_scheduler::{Job, JobScheduler};
+
+#[derive(Parser)]
+#[command(
+    name = "kiln-scheduler",
+    version,
+    about = "Kiln's cron scheduler and outbox relay"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the schedules and the relay (the default).
+    Run,
+    /// Enqueue one schedule's job now, by hand; prints the job id.
+    Enqueue { schedule: String },
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
     let config = Config::from_env()?;
     telemetry::init(config.log_format);
+    let table = schedule::parse(&config.schedules)?;
+    let pool = db::connect_lazy(&config.database_url, 4)?;
+    let publisher = Publisher::new(config.amqp_url.clone(), "kiln-scheduler", config.topology());
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Enqueue { schedule } => {
+            let Some(entry) = table.iter().find(|s| s.name == schedule) else {
+                let names: Vec<_> = table.iter().map(|s| s.name.as_str()).collect();
+                bail!(
+                    "no schedule {schedule:?}; KILN_SCHEDULES has {}",
+                    names.join(", ")
+                );
+            };
+            let id = tick::enqueue_now(&pool, &publisher, &config, entry).await?;
+            println!("{id}");
+            Ok(())
+        }
+        Command::Run => run(config, table, pool, publisher).await,
+    }
+}
+
+async fn run(
+    config: Config,
+    table: Vec<schedule::Schedule>,
+    pool: sqlx::PgPool,
+    publisher: Publisher,
+) -> anyhow::Result<()> {
     let cancel = shutdown::on_signal();
     let metrics_addr = config.metrics_addr.unwrap_or(([127, 0, 0, 1], 9092).into());
     let metrics = telemetry::install_metrics_recorder()?;
     let (_, metrics_task) = telemetry::serve_metrics(metrics_addr, metrics, cancel.clone()).await?;
+    if config.migrate {
+        db::migrate(&pool).await.context("running migrations")?;
+    }
+    let config = Arc::new(config);
 
-    let table = schedule::parse(&config.schedules)?;
     let mut cron = JobScheduler::new()
         .await
         .context("starting the cron scheduler")?;
-    for entry in &table {
-        let name = entry.name.clone();
-        let job = Job::new_async(entry.cron.as_str(), move |_, _| {
-            let name = name.clone();
-            Box::pin(async move {
-                // Emitting the job (deduplicated per tick) arrives with the cron-jobs issue.
-                tracing::info!(schedule = name, "tick");
-            })
-        })
-        .with_context(|| format!("invalid cron expression in schedule {}", entry.name))?;
-        cron.add(job).await?;
+    for entry in table {
+        let entry = Arc::new(entry);
         tracing::info!(
             schedule = entry.name,
             cron = entry.cron,
             kind = entry.kind.as_str(),
             "schedule loaded"
         );
+        let (pool, publisher, config) = (pool.clone(), publisher.clone(), config.clone());
+        let expression = entry.cron.clone();
+        let job = Job::new_async(expression.as_str(), move |_, _| {
+            let (entry, pool, publisher, config) =
+                (entry.clone(), pool.clone(), publisher.clone(), config.clone());
+            Box::pin(async move {
+                let Some(at) = entry.tick_at(chrono::Utc::now()) else {
+                    return;
+                };
+                match tick::fire(&pool, &publisher, &config, &entry, at).await {
+                    Ok(Some(id)) => tracing::info!(schedule = entry.name, tick = %at, job.id = %id, "tick enqueued"),
+                    Ok(None) => tracing::debug!(schedule = entry.name, tick = %at, "tick already enqueued elsewhere"),
+                    // The tick is lost only if every scheduler fails it; log loudly.
+                    Err(error) => tracing::error!(schedule = entry.name, tick = %at, %error, "tick not enqueued"),
+                }
+            })
+        })
+        .context("invalid cron expression")?;
+        cron.add(job).await?;
     }
     cron.start().await?;
 
-    let pool = db::connect_lazy(&config.database_url, 4)?;
-    if config.migrate {
-        db::migrate(&pool).await.context("running migrations")?;
-    }
-    let publisher = Publisher::new(config.amqp_url.clone(), "kiln-scheduler", config.topology());
     relay::run(pool, publisher, cancel.clone()).await;
 
     cron.shutdown().await.ok();

@@ -262,3 +262,28 @@ pub async fn discard_dead(db: impl PgExecutor<'_>, id: Uuid) -> Result<bool, sql
         .await?;
     Ok(deleted.rows_affected() == 1)
 }
+
+/// Inserts a job unless one with the same `dedupe_key` exists; returns it only when inserted.
+/// This is what makes a cron tick fire once however many schedulers see it.
+pub async fn insert_deduplicated(
+    db: impl PgExecutor<'_>,
+    job: &NewJob<'_>,
+    dedupe_key: &str,
+) -> Result<Option<Job>, sqlx::Error> {
+    sqlx::query_as!(
+        Job,
+        "INSERT INTO jobs (id, tenant, kind, payload, max_attempts, dedupe_key)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (dedupe_key) DO NOTHING
+         RETURNING id, tenant, kind, payload, status, attempts, max_attempts, last_error,
+                   created_at, published_at, started_at, finished_at",
+        job.id,
+        job.tenant,
+        job.kind.as_str(),
+        job.payload,
+        job.max_attempts,
+        dedupe_key,
+    )
+    .fetch_optional(db)
+    .await
+}

@@ -4,5 +4,6 @@
 
 mod admin;
 mod crash;
+mod cron;
 mod poison;
 mod retries;
