@@ -29,6 +29,11 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// Whether the key has `scope`.
+    pub fn has(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+
     /// Fails with 403 unless the key has `scope`.
     pub fn require(&self, scope: &str) -> Result<(), ApiError> {
         if self.scopes.iter().any(|s| s == scope) {

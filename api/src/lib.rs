@@ -7,8 +7,10 @@
 //! - [`extract`]: path and query extractors that reject with [`error::ApiError`].
 //! - [`routes`]: one module per resource and action.
 //! - [`keys`]: the `kiln-api keys` command.
+//! - [`backups`]: the `kiln-api backups` commands (list, restore).
 
 pub mod auth;
+pub mod backups;
 pub mod error;
 pub mod extract;
 pub mod keys;

@@ -21,6 +21,22 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// List or restore Postgres backups.
+    #[command(subcommand)]
+    Backups(BackupsCommand),
+}
+
+#[derive(Subcommand)]
+enum BackupsCommand {
+    /// Print every backup, newest first.
+    List,
+    /// Verify a backup's checksum, then restore it into a database (best an empty one).
+    Restore {
+        id: uuid::Uuid,
+        /// The target database URL.
+        #[arg(long)]
+        into: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -51,6 +67,16 @@ async fn main() -> anyhow::Result<()> {
             db::migrate(&pool).await.context("running migrations")?;
             tracing::info!("migrations applied");
             Ok(())
+        }
+        Command::Backups(command) => {
+            let pool = db::connect_lazy(&config.database_url, 1)?;
+            match command {
+                BackupsCommand::List => kiln_api::backups::list(&pool).await,
+                BackupsCommand::Restore { id, into } => {
+                    let storage = kiln_core::storage::Storage::from_url(&config.storage_url)?;
+                    kiln_api::backups::restore(&pool, &storage, id, &into).await
+                }
+            }
         }
         Command::Keys(KeysCommand::Create {
             name,

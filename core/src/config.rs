@@ -84,6 +84,12 @@ pub struct Config {
     pub max_attempts_by_kind: Vec<(crate::jobs::JobKind, i32)>,
     /// The retry ladder: attempt n waits `retry_delays[n-1]` (the last repeats) in a delay queue.
     pub retry_delays: Vec<Duration>,
+    /// The database the `backup` job dumps (`KILN_BACKUP_DATABASE_URL`, default `DATABASE_URL`).
+    pub backup_database_url: SecretString,
+    /// Retention: the newest N backups are always kept (`KILN_BACKUP_KEEP_LAST`).
+    pub backup_keep_last: usize,
+    /// Retention: plus the newest backup of each of the last D days (`KILN_BACKUP_KEEP_DAYS`).
+    pub backup_keep_days: u32,
     /// Test-only fault injection: the first N storage writes of this process fail.
     pub fail_storage_writes: u64,
     /// Cron table for the scheduler: `name|cron expression|kind;...` (see the README).
@@ -121,6 +127,12 @@ impl Config {
             storage_url: env.string("KILN_STORAGE_URL", "./var/kiln"),
             smtp_url: env.secret("KILN_SMTP_URL", "smtp://127.0.0.1:1025"),
             email_from: env.string("KILN_EMAIL_FROM", "Kiln <kiln@localhost>"),
+            backup_database_url: env.secret(
+                "KILN_BACKUP_DATABASE_URL",
+                &env.string("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/kiln"),
+            ),
+            backup_keep_last: env.bounded("KILN_BACKUP_KEEP_LAST", 7, 1, 10_000)?,
+            backup_keep_days: env.bounded("KILN_BACKUP_KEEP_DAYS", 30, 0, 3_650)?,
             api_addr: env.parse("KILN_API_ADDR", "127.0.0.1:8080")?,
             metrics_addr: env.optional("KILN_METRICS_ADDR")?,
             namespace: parse_namespace(&env.string("KILN_NAMESPACE", "kiln"))?,

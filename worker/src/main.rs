@@ -23,7 +23,12 @@ async fn main() -> anyhow::Result<()> {
         storage = ctx.storage.describe(),
         "worker starting"
     );
-    consumer::run(ctx, vec![QueueKind::Media, QueueKind::Email], cancel).await;
+    consumer::run(
+        ctx,
+        vec![QueueKind::Media, QueueKind::Email, QueueKind::Backup],
+        cancel,
+    )
+    .await;
     metrics_task.await.ok();
     tracing::info!("worker stopped");
     Ok(())

@@ -174,6 +174,7 @@ async fn dispatch(ctx: &Context, kind: JobKind, job: &Job) -> Result<(), JobErro
     match kind {
         JobKind::Media => jobs::media::run(ctx, job).await,
         JobKind::Email => jobs::email::run(ctx, job).await,
+        JobKind::Backup => jobs::backup::run(ctx, job).await,
         other => Err(JobError::Abort(format!(
             "this worker has no handler for {} jobs",
             other.as_str()

@@ -6,7 +6,12 @@ use kiln_core::db;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::{auth::Caller, error::ApiError, extract::ApiPath, state::AppState};
+use crate::{
+    auth::{Caller, scope},
+    error::ApiError,
+    extract::ApiPath,
+    state::AppState,
+};
 
 /// A job as its tenant sees it.
 #[derive(Debug, Serialize)]
@@ -29,9 +34,13 @@ pub async fn get_job(
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<JobView>, ApiError> {
-    let job = db::jobs::find_for_tenant(&state.db, id, &caller.tenant)
-        .await?
-        .ok_or_else(|| ApiError::not_found("job"))?;
+    // Admin keys see every job, system jobs (cron ticks) included.
+    let job = if caller.has(scope::ADMIN) {
+        db::jobs::find(&state.db, id).await?
+    } else {
+        db::jobs::find_for_tenant(&state.db, id, &caller.tenant).await?
+    };
+    let job = job.ok_or_else(|| ApiError::not_found("job"))?;
     Ok(Json(JobView {
         id: job.id,
         kind: job.kind,

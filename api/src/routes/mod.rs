@@ -35,6 +35,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs/{id}", get(jobs::get_job))
         .route("/v1/emails", post(emails::send::send_email))
         .route("/v1/admin/jobs", get(admin::jobs::list))
+        .route("/v1/admin/backups", get(admin::backups::list))
         .route("/v1/admin/jobs/retry", post(admin::jobs::retry_matching))
         .route("/v1/admin/jobs/{id}/retry", post(admin::jobs::retry_one))
         .route("/v1/admin/jobs/{id}", delete(admin::jobs::discard))

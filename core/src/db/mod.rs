@@ -5,6 +5,7 @@
 //! (offline data in `.sqlx/`).
 
 pub mod api_keys;
+pub mod backups;
 pub mod jobs;
 pub mod media;
 

@@ -1,6 +1,7 @@
 //! End-to-end tests of the API and worker binaries against real Postgres, Redis and RabbitMQ.
 
 mod auth;
+mod backups;
 mod cache;
 mod compose;
 mod emails;

@@ -1,5 +1,6 @@
 //! Job handlers, one module per kind, and how their failures are classified.
 
+pub mod backup;
 pub mod email;
 pub mod media;
 

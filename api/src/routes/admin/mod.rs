@@ -1,4 +1,5 @@
 //! `/v1/admin`: operators' actions, for keys with the `admin` scope. Admin keys see every
 //! tenant.
 
+pub mod backups;
 pub mod jobs;

@@ -1,0 +1,145 @@
+//! Postgres backups: dump, store, restore into a fresh database; corrupt files and failing
+//! dumps are refused with clear errors.
+
+use kiln_tests::{Options, Services, images, run, spawn_app, spawn_app_with};
+use reqwest::{Method, StatusCode};
+
+async fn back_up(app: &kiln_tests::TestApp) -> serde_json::Value {
+    let output = run("kiln-scheduler", &["enqueue", "nightly-backup"], app.env()).expect("runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let job_id = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    app.wait_for_job(&job_id).await
+}
+
+async fn ids(pool: &sqlx::PgPool, table: &str) -> Vec<uuid::Uuid> {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT id FROM {table} ORDER BY id"
+    )))
+    .fetch_all(pool)
+    .await
+    .expect("ids")
+}
+
+#[tokio::test]
+async fn a_backup_restores_into_a_fresh_database_with_the_same_rows() {
+    let app = spawn_app().await;
+    let answer = app.upload(images::sideways_jpeg(64, 32)).await;
+    assert_eq!(
+        app.wait_for_media(answer.body["id"].as_str().expect("id"))
+            .await["status"],
+        "ready"
+    );
+
+    let job = back_up(&app).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let listed = app.admin(Method::GET, "/v1/admin/backups").await;
+    assert_eq!(listed.status, StatusCode::OK);
+    let backup = listed.body["backups"][0].clone();
+    assert!(backup["bytes"].as_i64().is_some_and(|b| b > 0), "{backup}");
+    assert_eq!(backup["sha256"].as_str().map(str::len), Some(64));
+    assert!(
+        backup["storage_key"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("backups/") && k.ends_with(".dump.zst"))
+    );
+    assert!(
+        backup["server_version"]
+            .as_str()
+            .is_some_and(|v| !v.is_empty())
+    );
+
+    let target = Services::create(None).await.expect("target database");
+    let id = backup["id"].as_str().expect("id");
+    let restored = run(
+        "kiln-api",
+        &["backups", "restore", id, "--into", &target.database_url],
+        app.env(),
+    )
+    .expect("runs");
+    assert!(
+        restored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+
+    let source = app.services.db().await;
+    let copy = target.db().await;
+    for table in ["media", "jobs", "api_keys"] {
+        assert_eq!(
+            ids(&source, table).await,
+            ids(&copy, table).await,
+            "{table} differs after restore"
+        );
+    }
+    let variants: i64 = sqlx::query_scalar("SELECT count(*) FROM media_variants")
+        .fetch_one(&copy)
+        .await
+        .expect("count");
+    assert_eq!(variants, 8);
+}
+
+#[tokio::test]
+async fn a_backup_file_with_a_flipped_byte_is_refused_by_restore() {
+    let app = spawn_app().await;
+    assert_eq!(back_up(&app).await["status"], "succeeded");
+    let backup = app.admin(Method::GET, "/v1/admin/backups").await.body["backups"][0].clone();
+    let path = app
+        .services
+        .storage
+        .path()
+        .join(backup["storage_key"].as_str().expect("key"));
+    let mut bytes = std::fs::read(&path).expect("backup file");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&path, bytes).expect("corrupt it");
+
+    let target = Services::create(None).await.expect("target database");
+    let restored = run(
+        "kiln-api",
+        &[
+            "backups",
+            "restore",
+            backup["id"].as_str().expect("id"),
+            "--into",
+            &target.database_url,
+        ],
+        app.env(),
+    )
+    .expect("runs");
+
+    assert!(!restored.status.success());
+    let stderr = String::from_utf8_lossy(&restored.stderr);
+    assert!(
+        stderr.contains("checksum") && stderr.contains("refusing"),
+        "{stderr}"
+    );
+    let tables: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+            .fetch_one(&target.db().await)
+            .await
+            .expect("count");
+    assert_eq!(tables, 0, "nothing was touched");
+}
+
+#[tokio::test]
+async fn a_failing_pg_dump_ends_dead_with_its_stderr() {
+    let app = spawn_app_with(Options::default().env(
+        "KILN_BACKUP_DATABASE_URL",
+        "postgres://postgres@127.0.0.1:1/nowhere",
+    ))
+    .await;
+
+    let job = back_up(&app).await;
+
+    assert_eq!(job["status"], "dead", "{job}");
+    assert_eq!(job["attempts"], 1);
+    let error = job["last_error"].as_str().expect("error");
+    assert!(
+        error.contains("pg_dump failed") && error.contains("127.0.0.1"),
+        "{error}"
+    );
+}
