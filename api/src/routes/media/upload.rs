@@ -166,6 +166,11 @@ pub async fn upload(
     caller.require(scope::MEDIA)?;
     let limit = state.config.max_upload_bytes;
     if declared_length(request.headers()).is_some_and(|len| len > limit + MULTIPART_SLACK) {
+        // Refused from the header alone, but still drained (within bounds) so the client,
+        // which is still sending, gets to read the 413 instead of a broken pipe.
+        Source::Raw(request.into_body().into_data_stream())
+            .drain()
+            .await;
         return Err(too_large(limit));
     }
     let mut source = Source::open(request, limit).await?;
