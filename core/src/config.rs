@@ -90,6 +90,12 @@ pub struct Config {
     pub backup_keep_last: usize,
     /// Retention: plus the newest backup of each of the last D days (`KILN_BACKUP_KEEP_DAYS`).
     pub backup_keep_days: u32,
+    /// Overrides every job kind's run-time limit (`KILN_JOB_TIMEOUT_SECS`); `None` keeps each
+    /// kind's own default (media 5 min, email 1 min, backup 1 h, cleanup 10 min).
+    pub job_timeout: Option<Duration>,
+    /// Test-only fault injection: `panic` or `hang` makes every media job do that
+    /// (`KILN_TEST_FAULT`), to prove the panic boundary and the timeouts.
+    pub test_fault: String,
     /// Test-only fault injection: the first N storage writes of this process fail.
     pub fail_storage_writes: u64,
     /// Cron table for the scheduler: `name|cron expression|kind;...` (see the README).
@@ -158,6 +164,17 @@ impl Config {
             max_attempts_by_kind,
             retry_delays: parse_delays(&env.string("KILN_RETRY_DELAYS", "1s,5s,30s,2m,10m,1h"))?,
             fail_storage_writes: env.parse("KILN_TEST_FAIL_STORAGE_WRITES", "0")?,
+            job_timeout: env
+                .optional::<u64>("KILN_JOB_TIMEOUT_SECS")?
+                .map(Duration::from_secs),
+            test_fault: match env.string("KILN_TEST_FAULT", "").as_str() {
+                fault @ ("" | "panic" | "hang") => fault.to_owned(),
+                other => {
+                    return Err(
+                        env.error("KILN_TEST_FAULT", format!("{other:?} is not panic or hang"))
+                    );
+                }
+            },
             schedules: env.string("KILN_SCHEDULES", ""),
             log_format: match env.string("LOG_FORMAT", "text").as_str() {
                 "text" => LogFormat::Text,

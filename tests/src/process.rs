@@ -138,6 +138,11 @@ impl Process {
         assert!(status.success(), "kill -{signal} {} failed", self.pid());
     }
 
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Waits (up to `limit`) for the process to exit.
     pub async fn wait_for_exit(&mut self, limit: Duration) -> anyhow::Result<ExitStatus> {
         let deadline = tokio::time::Instant::now() + limit;

@@ -79,7 +79,10 @@ async fn run(ctx: &Context, envelope: &Envelope, shutdown: &CancellationToken) -
     metrics::counter!("kiln_jobs_started_total", "kind" => kind.as_str()).increment(1);
     let started = std::time::Instant::now();
 
-    let limit = jobs::timeout(kind);
+    let limit = ctx
+        .config
+        .job_timeout
+        .unwrap_or_else(|| jobs::timeout(kind));
     let result = match tokio::time::timeout(
         limit,
         AssertUnwindSafe(dispatch(ctx, kind, &job)).catch_unwind(),

@@ -87,3 +87,52 @@ async fn a_job_out_of_attempts_goes_dead_with_its_error_and_an_operators_retry_s
         job.body["status"]
     );
 }
+
+#[tokio::test]
+async fn a_panicking_handler_fails_its_job_not_the_worker() {
+    let mut app = spawn_app_with(Options::default().env("KILN_TEST_FAULT", "panic")).await;
+
+    let mut jobs = Vec::new();
+    for _ in 0..2 {
+        let answer = app.upload(images::sideways_jpeg(64, 32)).await;
+        jobs.push(answer.body["job_id"].as_str().expect("job").to_owned());
+    }
+
+    for job_id in &jobs {
+        let job = app.wait_for_job(job_id).await;
+        assert_eq!(job["status"], "dead", "{job}");
+        assert_eq!(job["attempts"], 1, "a panic is a bug: not retried");
+        let error = job["last_error"].as_str().expect("error");
+        assert!(
+            error.contains("handler panicked") && error.contains("injected panic"),
+            "{error}"
+        );
+    }
+    let worker = app.worker.as_mut().expect("worker");
+    assert!(worker.is_running(), "the worker survived both panics");
+    println!("sent 2 panicking jobs; dead 2; worker alive");
+}
+
+#[tokio::test]
+async fn a_handler_over_its_time_limit_fails_the_attempt_and_goes_dead_when_out_of_attempts() {
+    let app = spawn_app_with(
+        Options::default()
+            .env("KILN_TEST_FAULT", "hang")
+            .env("KILN_JOB_TIMEOUT_SECS", "1")
+            .env("KILN_MAX_ATTEMPTS", "2"),
+    )
+    .await;
+
+    let answer = app.upload(images::sideways_jpeg(64, 32)).await;
+    let job = app
+        .wait_for_job(answer.body["job_id"].as_str().expect("job"))
+        .await;
+
+    assert_eq!(job["status"], "dead", "{job}");
+    assert_eq!(job["attempts"], 2);
+    let error = job["last_error"].as_str().expect("error");
+    assert!(
+        error.contains("timed out after 1s") && error.contains("out of attempts"),
+        "{error}"
+    );
+}

@@ -24,6 +24,11 @@ pub fn variant_key(media_id: Uuid, name: &str, format: &str) -> String {
 /// Renders and stores every variant, then commits the rows, the media's `ready` state and the
 /// job's success in one transaction.
 pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
+    match ctx.config.test_fault.as_str() {
+        "panic" => panic!("injected panic (KILN_TEST_FAULT)"),
+        "hang" => std::future::pending::<()>().await,
+        _ => {}
+    }
     let payload: MediaPayload = serde_json::from_value(job.payload.clone()).abort()?;
     let media_id = payload.media_id;
     let media = db::media::find(&ctx.db, media_id)
