@@ -93,7 +93,8 @@ pub struct Config {
     /// Overrides every job kind's run-time limit (`KILN_JOB_TIMEOUT_SECS`); `None` keeps each
     /// kind's own default (media 5 min, email 1 min, backup 1 h, cleanup 10 min).
     pub job_timeout: Option<Duration>,
-    /// Test-only fault injection: `panic` or `hang` makes every media job do that
+    /// Test-only fault injection: `panic`, `hang` or `abort` (the whole process) makes every
+    /// media job do that
     /// (`KILN_TEST_FAULT`), to prove the panic boundary and the timeouts.
     pub test_fault: String,
     /// Test-only fault injection: the first N storage writes of this process fail.
@@ -168,11 +169,12 @@ impl Config {
                 .optional::<u64>("KILN_JOB_TIMEOUT_SECS")?
                 .map(Duration::from_secs),
             test_fault: match env.string("KILN_TEST_FAULT", "").as_str() {
-                fault @ ("" | "panic" | "hang") => fault.to_owned(),
+                fault @ ("" | "panic" | "hang" | "abort") => fault.to_owned(),
                 other => {
-                    return Err(
-                        env.error("KILN_TEST_FAULT", format!("{other:?} is not panic or hang"))
-                    );
+                    return Err(env.error(
+                        "KILN_TEST_FAULT",
+                        format!("{other:?} is not panic, hang or abort"),
+                    ));
                 }
             },
             schedules: env.string("KILN_SCHEDULES", ""),

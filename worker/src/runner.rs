@@ -71,6 +71,15 @@ async fn run(ctx: &Context, envelope: &Envelope, shutdown: &CancellationToken) -
         }
     };
     tracing::Span::current().record("attempt", job.attempts);
+    if job.attempts > job.max_attempts {
+        // Earlier attempts started but never reported back: the worker running them died
+        // (killed, out of memory, aborted). Running it again could crash this worker too.
+        let error = format!(
+            "out of attempts ({}): the worker died during the previous attempts",
+            job.max_attempts
+        );
+        return bury(ctx, kind, &job, &error).await;
+    }
     let wait = (chrono::Utc::now() - job.created_at)
         .to_std()
         .unwrap_or_default();

@@ -86,3 +86,45 @@ async fn killing_the_worker_mid_batch_loses_nothing_and_duplicates_nothing() {
     );
     assert_eq!(app.job_count().await, 100);
 }
+
+#[tokio::test]
+async fn a_job_that_keeps_killing_its_worker_is_buried_instead_of_looping() {
+    let app = kiln_tests::spawn_app_with(kiln_tests::Options {
+        without_worker: true,
+        ..kiln_tests::Options::default().env("KILN_MAX_ATTEMPTS", "2")
+    })
+    .await;
+    let answer = app.upload(images::sideways_jpeg(64, 32)).await;
+    let job_id = answer.body["job_id"].as_str().expect("job").to_owned();
+    let mut env = app.env().clone();
+    env.insert("KILN_TEST_FAULT".into(), "abort".into());
+
+    // Each worker dies on the job (as on an out-of-memory kill); the broker redelivers it.
+    let mut crashes = 0;
+    for _ in 0..2 {
+        let mut worker = Process::spawn("kiln-worker", &[], &env).expect("worker");
+        let status = worker
+            .wait_for_exit(Duration::from_secs(60))
+            .await
+            .expect("dies");
+        assert!(!status.success());
+        crashes += 1;
+    }
+    // The next worker sees the attempts used up and buries the job without running it.
+    let mut survivor = Process::spawn("kiln-worker", &[], &env).expect("worker");
+    let job = app.wait_for_job(&job_id).await;
+
+    assert_eq!(job["status"], "dead", "{job}");
+    assert!(
+        job["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("worker died")),
+        "{job}"
+    );
+    assert!(survivor.is_running(), "the third worker was not taken down");
+    let media = app
+        .wait_for_media(answer.body["id"].as_str().expect("id"))
+        .await;
+    assert_eq!(media["status"], "failed");
+    println!("sent 1 poison job; worker crashes {crashes}; then dead; worker alive");
+}

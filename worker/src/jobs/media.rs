@@ -27,6 +27,7 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
     match ctx.config.test_fault.as_str() {
         "panic" => panic!("injected panic (KILN_TEST_FAULT)"),
         "hang" => std::future::pending::<()>().await,
+        "abort" => std::process::abort(),
         _ => {}
     }
     let payload: MediaPayload = serde_json::from_value(job.payload.clone()).abort()?;
