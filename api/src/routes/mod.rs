@@ -64,14 +64,17 @@ mod tests {
 
     use super::*;
 
-    /// The router over lazy connections: enough for answers that need no backend.
-    fn app() -> Router {
-        let storage = std::env::temp_dir().join("kiln-api-router-test");
+    /// The router over lazy connections: enough for answers that need no backend. The
+    /// storage directory lives as long as the returned guard.
+    fn app() -> (Router, tempfile::TempDir) {
+        let storage = tempfile::tempdir().expect("temp dir");
+        let path = storage.path().display().to_string();
         let config = kiln_core::Config::from_lookup(|name| {
-            (name == "KILN_STORAGE_URL").then(|| storage.display().to_string())
+            (name == "KILN_STORAGE_URL").then(|| path.clone())
         })
         .expect("default configuration");
-        router(crate::startup::build_state(config).expect("lazy state"))
+        let router = router(crate::startup::build_state(config).expect("lazy state"));
+        (router, storage)
     }
 
     #[tokio::test]
@@ -79,7 +82,8 @@ mod tests {
         let request = Request::post(format!("/v1/jobs/{}", uuid::Uuid::now_v7()))
             .body(Body::empty())
             .expect("request");
-        let response = app().oneshot(request).await.expect("infallible");
+        let (app, _storage) = app();
+        let response = app.oneshot(request).await.expect("infallible");
         assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
         let allow = response.headers().get(axum::http::header::ALLOW);
         assert!(
