@@ -5,11 +5,7 @@
 //! row stays unpublished and the outbox relay sends it.
 
 use chrono::{DateTime, Utc};
-use kiln_core::{
-    Config, db,
-    jobs::{Envelope, JobKind},
-    queue::Publisher,
-};
+use kiln_core::{Config, db, jobs::JobKind, queue::Publisher};
 use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -33,7 +29,7 @@ pub async fn fire(
         return Ok(None);
     };
     metrics::counter!("kiln_jobs_enqueued_total", "kind" => schedule.kind.as_str()).increment(1);
-    publish(db, publisher, job.envelope()?, job.id).await;
+    kiln_core::queue::publish_committed(db, publisher, &job).await;
     Ok(Some(job.id))
 }
 
@@ -46,7 +42,7 @@ pub async fn enqueue_now(
 ) -> anyhow::Result<Uuid> {
     let payload = json!({ "schedule": schedule.name, "manual": true });
     let job = db::jobs::insert(db, &new_job(config, schedule.kind, payload)).await?;
-    publish(db, publisher, job.envelope()?, job.id).await;
+    kiln_core::queue::publish_committed(db, publisher, &job).await;
     Ok(job.id)
 }
 
@@ -61,16 +57,5 @@ fn new_job(
         kind,
         payload,
         max_attempts: config.max_attempts(kind),
-    }
-}
-
-async fn publish(db: &PgPool, publisher: &Publisher, envelope: Envelope, id: Uuid) {
-    match publisher.publish(&envelope).await {
-        Ok(()) => {
-            if let Err(error) = db::jobs::mark_published(db, id).await {
-                tracing::warn!(job.id = %id, %error, "could not record publish");
-            }
-        }
-        Err(error) => tracing::warn!(job.id = %id, %error, "publish failed; the relay will retry"),
     }
 }

@@ -8,9 +8,11 @@
 //! - `<ns>.dead`: a fanout exchange and its queue, where rejected messages rest with a reason.
 
 mod connection;
+mod outbox;
 mod publisher;
 mod topology;
 
 pub use connection::{AmqpError, connect};
+pub use outbox::publish_committed;
 pub use publisher::Publisher;
 pub use topology::{Topology, declare};

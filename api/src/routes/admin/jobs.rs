@@ -215,21 +215,7 @@ async fn revive(state: &AppState, target: Target) -> Result<Vec<Job>, ApiError> 
     }
     for job in &jobs {
         tracing::info!(job.id = %job.id, job.kind = job.kind, "dead job retried by an operator");
-        match job.envelope() {
-            Ok(envelope) => match state.publisher.publish(&envelope).await {
-                // The revival is committed and the message is out: a failure to record that
-                // only means the relay may send it again, and the job row makes a duplicate a no-op.
-                Ok(()) => db::jobs::mark_published(&state.db, job.id)
-                    .await
-                    .unwrap_or_else(
-                        |error| tracing::warn!(job.id = %job.id, %error, "could not record publish"),
-                    ),
-                Err(error) => {
-                    tracing::warn!(job.id = %job.id, %error, "publish failed; the relay will retry")
-                }
-            },
-            Err(error) => tracing::error!(job.id = %job.id, %error, "unpublishable job"),
-        }
+        kiln_core::queue::publish_committed(&state.db, &state.publisher, job).await;
     }
     Ok(jobs)
 }

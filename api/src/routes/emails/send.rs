@@ -51,19 +51,7 @@ pub async fn send_email(
     )
     .await?;
     // Committed: from here the email will be sent, by this publish or by the relay.
-    match job.envelope() {
-        Ok(envelope) => match state.publisher.publish(&envelope).await {
-            Ok(()) => db::jobs::mark_published(&state.db, job.id)
-                .await
-                .unwrap_or_else(
-                    |e| tracing::warn!(job.id = %job.id, error = %e, "could not record publish"),
-                ),
-            Err(error) => {
-                tracing::warn!(job.id = %job.id, %error, "publish failed; the relay will retry")
-            }
-        },
-        Err(error) => tracing::error!(job.id = %job.id, %error, "unpublishable job"),
-    }
+    kiln_core::queue::publish_committed(&state.db, &state.publisher, &job).await;
     metrics::counter!("kiln_jobs_enqueued_total", "kind" => JobKind::Email.as_str()).increment(1);
     tracing::info!(job.id = %job.id, to = first, recipients, "email accepted");
 

@@ -240,19 +240,7 @@ pub async fn upload(
 
     // The job is committed: from here on nothing the client sent can be lost. If the broker is
     // down the row stays unpublished and the outbox relay sends it later.
-    match job.envelope() {
-        Ok(envelope) => match state.publisher.publish(&envelope).await {
-            Ok(()) => db::jobs::mark_published(&state.db, job.id)
-                .await
-                .unwrap_or_else(
-                    |error| tracing::warn!(job.id = %job.id, %error, "could not record publish"),
-                ),
-            Err(error) => {
-                tracing::warn!(job.id = %job.id, %error, "publish failed; the relay will retry")
-            }
-        },
-        Err(error) => tracing::error!(job.id = %job.id, %error, "unpublishable job"),
-    }
+    kiln_core::queue::publish_committed(&state.db, &state.publisher, &job).await;
     metrics::counter!("kiln_jobs_enqueued_total", "kind" => JobKind::Media.as_str()).increment(1);
     tracing::info!(media.id = %media_id, job.id = %job_id, bytes = received.bytes, "upload accepted");
 
