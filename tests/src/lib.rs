@@ -185,23 +185,8 @@ impl TestApp {
 
     /// Polls `GET /v1/jobs/{id}` until the job is `succeeded` or `dead` (two minutes at most).
     pub async fn wait_for_job(&self, id: &str) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-        loop {
-            let answer = self.get(&format!("/v1/jobs/{id}")).await;
-            let status = answer.body["status"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-            if status == "succeeded" || status == "dead" {
-                return answer.body;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "job {id} still {status:?}: {}",
-                answer.body
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        self.wait_for_status(&format!("/v1/jobs/{id}"), &["succeeded", "dead"])
+            .await
     }
 
     /// `POST /v1/media` with a raw body.
@@ -266,22 +251,24 @@ impl TestApp {
 
     /// Polls `GET /v1/media/{id}` until it is `ready` or `failed`, for at most two minutes.
     pub async fn wait_for_media(&self, id: &str) -> Value {
+        self.wait_for_status(&format!("/v1/media/{id}"), &["ready", "failed"])
+            .await
+    }
+
+    /// Polls `GET path` until its `status` is one of `terminal` (two minutes at most).
+    async fn wait_for_status(&self, path: &str, terminal: &[&str]) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
         loop {
-            let answer = self.get(&format!("/v1/media/{id}")).await;
-            let status = answer.body["status"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-            if status == "ready" || status == "failed" {
+            let answer = self.get(path).await;
+            let status = answer.body["status"].as_str().unwrap_or_default();
+            if terminal.contains(&status) {
                 return answer.body;
             }
-            if tokio::time::Instant::now() > deadline {
-                panic!(
-                    "media {id} still {status:?} after two minutes: {}",
-                    answer.body
-                );
-            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{path} still {status:?} after two minutes: {}",
+                answer.body
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
