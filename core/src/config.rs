@@ -51,6 +51,11 @@ pub struct Config {
     pub smtp_url: SecretString,
     /// The `From` of every email Kiln sends.
     pub email_from: String,
+    /// A directory of extra email templates (`KILN_EMAIL_TEMPLATES`): `<name>.subject`,
+    /// `<name>.txt`, `<name>.html`.
+    pub email_templates: Option<std::path::PathBuf>,
+    /// The public base URL of the API, for links in notification emails (`KILN_PUBLIC_URL`).
+    pub public_url: String,
     /// Where the public API listens.
     pub api_addr: SocketAddr,
     /// Where this process serves `/metrics`; `None` means the process's own default.
@@ -90,6 +95,9 @@ pub struct Config {
     pub backup_keep_last: usize,
     /// Retention: plus the newest backup of each of the last D days (`KILN_BACKUP_KEEP_DAYS`).
     pub backup_keep_days: u32,
+    /// The cleanup job leaves alone files younger than this (`KILN_CLEANUP_GRACE_SECS`), so it
+    /// never races an upload that is still being recorded.
+    pub cleanup_grace: Duration,
     /// Overrides every job kind's run-time limit (`KILN_JOB_TIMEOUT_SECS`); `None` keeps each
     /// kind's own default (media 5 min, email 1 min, backup 1 h, cleanup 10 min).
     pub job_timeout: Option<Duration>,
@@ -123,6 +131,7 @@ impl Config {
                 crate::jobs::JobKind::Email => "KILN_MAX_ATTEMPTS_EMAIL",
                 crate::jobs::JobKind::Backup => "KILN_MAX_ATTEMPTS_BACKUP",
                 crate::jobs::JobKind::Cleanup => "KILN_MAX_ATTEMPTS_CLEANUP",
+                crate::jobs::JobKind::Digest => "KILN_MAX_ATTEMPTS_DIGEST",
             };
             max_attempts_by_kind.push((kind, env.bounded(var, max_attempts, 1, 100)?));
         }
@@ -134,6 +143,14 @@ impl Config {
             storage_url: env.string("KILN_STORAGE_URL", "./var/kiln"),
             smtp_url: env.secret("KILN_SMTP_URL", "smtp://127.0.0.1:1025"),
             email_from: env.string("KILN_EMAIL_FROM", "Kiln <kiln@localhost>"),
+            email_templates: env
+                .optional::<String>("KILN_EMAIL_TEMPLATES")?
+                .filter(|dir| !dir.is_empty())
+                .map(Into::into),
+            public_url: env
+                .string("KILN_PUBLIC_URL", "http://localhost:8080")
+                .trim_end_matches('/')
+                .to_owned(),
             backup_database_url: env.secret(
                 "KILN_BACKUP_DATABASE_URL",
                 &env.string("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/kiln"),
@@ -164,6 +181,12 @@ impl Config {
             max_attempts,
             max_attempts_by_kind,
             retry_delays: parse_delays(&env.string("KILN_RETRY_DELAYS", "1s,5s,30s,2m,10m,1h"))?,
+            cleanup_grace: Duration::from_secs(env.bounded(
+                "KILN_CLEANUP_GRACE_SECS",
+                3_600,
+                0,
+                30 * 86_400,
+            )?),
             fail_storage_writes: env.parse("KILN_TEST_FAIL_STORAGE_WRITES", "0")?,
             job_timeout: env
                 .optional::<u64>("KILN_JOB_TIMEOUT_SECS")?

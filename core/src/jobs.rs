@@ -19,11 +19,19 @@ pub enum JobKind {
     Backup,
     /// Remove orphaned files and expired rows.
     Cleanup,
+    /// Email each opted-in tenant a summary of the last day.
+    Digest,
 }
 
 impl JobKind {
     /// Every kind, for declaring bindings.
-    pub const ALL: [JobKind; 4] = [Self::Media, Self::Email, Self::Backup, Self::Cleanup];
+    pub const ALL: [JobKind; 5] = [
+        Self::Media,
+        Self::Email,
+        Self::Backup,
+        Self::Cleanup,
+        Self::Digest,
+    ];
 
     /// The stored and routed name.
     pub fn as_str(self) -> &'static str {
@@ -32,6 +40,7 @@ impl JobKind {
             Self::Email => "email",
             Self::Backup => "backup",
             Self::Cleanup => "cleanup",
+            Self::Digest => "digest",
         }
     }
 
@@ -42,7 +51,7 @@ impl JobKind {
             Self::Media => QueueKind::Media,
             Self::Email => QueueKind::Email,
             Self::Backup => QueueKind::Backup,
-            Self::Cleanup => QueueKind::Maintenance,
+            Self::Cleanup | Self::Digest => QueueKind::Maintenance,
         }
     }
 }

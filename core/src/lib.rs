@@ -11,6 +11,7 @@
 //! - [`queue`]: the RabbitMQ topology and a confirmed publisher.
 //! - [`image_probe`]: format sniffing and header dimensions, without decoding pixels.
 //! - [`telemetry`]: logging and the Prometheus recorder.
+//! - [`templates`]: email templates (built-in notifications and the operator's own).
 //! - [`shutdown`]: SIGINT/SIGTERM as a cancellation token.
 
 pub mod cache;
@@ -22,5 +23,6 @@ pub mod queue;
 pub mod shutdown;
 pub mod storage;
 pub mod telemetry;
+pub mod templates;
 
 pub use config::Config;

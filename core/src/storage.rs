@@ -39,6 +39,15 @@ pub struct Storage {
     description: Arc<str>,
     /// Test-only: how many more whole-object writes fail on purpose (fault tests).
     failing_writes: Arc<AtomicU64>,
+    /// The directory of a local store, where interrupted streamed writes leave staging files.
+    local_root: Option<PathBuf>,
+}
+
+/// One stored object, as listed.
+#[derive(Debug, Clone)]
+pub struct StoredObject {
+    pub key: String,
+    pub last_modified: chrono::DateTime<chrono::Utc>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -81,6 +90,7 @@ impl Storage {
                 store,
                 description: url.into(),
                 failing_writes: Arc::default(),
+                local_root: None,
             });
         }
         let dir = local_dir(url).ok_or_else(|| invalid("unsupported scheme".into()))?;
@@ -92,6 +102,7 @@ impl Storage {
             store: Arc::new(local),
             description: dir.display().to_string().into(),
             failing_writes: Arc::default(),
+            local_root: Some(dir),
         })
     }
 
@@ -171,6 +182,38 @@ impl Storage {
         }
     }
 
+    /// Every object under `prefix` (e.g. `originals/`), streamed so a large store is never
+    /// held in memory.
+    pub fn list(&self, prefix: &str) -> BoxStream<'static, Result<StoredObject, StorageError>> {
+        self.store
+            .list(Some(&Path::from(prefix)))
+            .map(|meta| {
+                let meta = meta?;
+                Ok(StoredObject {
+                    key: meta.location.to_string(),
+                    last_modified: meta.last_modified,
+                })
+            })
+            .boxed()
+    }
+
+    /// Removes the staging files that streamed writes interrupted by a crash left behind in a
+    /// local store (`<key>#<n>`, invisible to [`Storage::list`]), if older than `older_than`.
+    /// Returns how many were removed. An S3 store has no such files: its incomplete multipart
+    /// uploads are expired by the bucket's lifecycle rule (see the README).
+    pub async fn remove_stale_staging_files(
+        &self,
+        older_than: std::time::Duration,
+    ) -> Result<u64, StorageError> {
+        let Some(root) = self.local_root.clone() else {
+            return Ok(0);
+        };
+        let removed = tokio::task::spawn_blocking(move || remove_staging_under(&root, older_than))
+            .await
+            .map_err(|e| StorageError::Io(std::io::Error::other(e)))??;
+        Ok(removed)
+    }
+
     /// Whether an object exists.
     pub async fn exists(&self, key: &str) -> Result<bool, StorageError> {
         match self.store.head(&Path::from(key)).await {
@@ -215,5 +258,87 @@ impl StorageWriter {
     pub async fn abort(self) -> Result<(), StorageError> {
         self.inner.abort().await?;
         Ok(())
+    }
+}
+
+/// Walks `dir` removing staging files (`name#digits`) not modified for `older_than`.
+fn remove_staging_under(
+    dir: &std::path::Path,
+    older_than: std::time::Duration,
+) -> Result<u64, std::io::Error> {
+    let mut removed = 0;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            // Removed meanwhile (automatic cleanup of empty directories).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                pending.push(entry.path());
+                continue;
+            }
+            let name = entry.file_name();
+            if !is_staging_name(&name.to_string_lossy()) {
+                continue;
+            }
+            let age = entry.metadata()?.modified()?.elapsed().unwrap_or_default();
+            if age >= older_than {
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// object_store's local staging files are the final name plus `#` and a number.
+fn is_staging_name(name: &str) -> bool {
+    name.rsplit_once('#').is_some_and(|(stem, n)| {
+        !stem.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
+#[cfg(test)]
+mod staging_tests {
+    use super::*;
+
+    #[test]
+    fn staging_names_are_told_from_objects() {
+        assert!(is_staging_name("0190-abc#1"));
+        assert!(is_staging_name("w320.jpg#12"));
+        assert!(!is_staging_name("0190-abc"));
+        assert!(!is_staging_name("a#b"));
+        assert!(!is_staging_name("#1"));
+    }
+
+    #[tokio::test]
+    async fn only_stale_staging_files_are_removed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let storage = Storage::from_url(&dir.path().display().to_string()).expect("local");
+        storage
+            .put("originals/a", Bytes::from_static(b"kept"))
+            .await
+            .expect("put");
+        std::fs::write(dir.path().join("originals/b#3"), b"partial").expect("staging file");
+        let young = storage
+            .remove_stale_staging_files(std::time::Duration::from_secs(3600))
+            .await
+            .expect("sweep");
+        assert_eq!(young, 0);
+        let removed = storage
+            .remove_stale_staging_files(std::time::Duration::ZERO)
+            .await
+            .expect("sweep");
+        assert_eq!(removed, 1);
+        assert!(storage.exists("originals/a").await.expect("head"));
+        assert!(!dir.path().join("originals/b#3").exists());
     }
 }

@@ -8,6 +8,8 @@ pub mod api_keys;
 pub mod backups;
 pub mod jobs;
 pub mod media;
+pub mod schedules;
+pub mod stats;
 
 use std::time::Duration;
 
