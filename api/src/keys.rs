@@ -20,6 +20,7 @@ pub async fn create(
     name: &str,
     tenant: Option<&str>,
     scopes: &[String],
+    notify_email: Option<&str>,
 ) -> anyhow::Result<CreatedKey> {
     if name.trim().is_empty() {
         bail!("--name must not be empty");
@@ -29,6 +30,12 @@ pub async fn create(
     }
     if let Some(bad) = scopes.iter().find(|s| !scope::ALL.contains(&s.as_str())) {
         bail!("unknown scope {bad:?}; use {}", scope::ALL.join(","));
+    }
+    if let Some(address) = notify_email
+        && (address.chars().any(char::is_control)
+            || address.parse::<lettre::message::Mailbox>().is_err())
+    {
+        bail!("--notify-email {address:?} is not a valid email address");
     }
     let mut secret = [0u8; 32];
     rand::rng().fill_bytes(&mut secret);
@@ -43,6 +50,7 @@ pub async fn create(
             prefix: &key[..12],
             key_hash: &hash_key(&key),
             scopes,
+            notify_email,
         },
     )
     .await

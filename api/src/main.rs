@@ -51,6 +51,10 @@ enum KeysCommand {
         /// The tenant whose data the key sees (defaults to the name).
         #[arg(long)]
         tenant: Option<String>,
+        /// Opt in to notifications: "media ready/failed" for this key's uploads, and the
+        /// tenant's daily digest, go to this address.
+        #[arg(long)]
+        notify_email: Option<String>,
     },
 }
 
@@ -82,9 +86,17 @@ async fn main() -> anyhow::Result<()> {
             name,
             scopes,
             tenant,
+            notify_email,
         }) => {
             let pool = db::connect_lazy(&config.database_url, 1)?;
-            let created = keys::create(&pool, &name, tenant.as_deref(), &scopes).await?;
+            let created = keys::create(
+                &pool,
+                &name,
+                tenant.as_deref(),
+                &scopes,
+                notify_email.as_deref(),
+            )
+            .await?;
             eprintln!(
                 "created API key {} ({name}); store it now, it is not shown again:",
                 created.id

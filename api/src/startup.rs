@@ -71,11 +71,14 @@ pub fn build_state(config: Config) -> anyhow::Result<AppState> {
         Cache::new(&config.redis_url, &config.namespace, config.cache_ttl).context("REDIS_URL")?;
     let storage = Storage::from_url(&config.storage_url).context("KILN_STORAGE_URL")?;
     let publisher = Publisher::new(config.amqp_url.clone(), "kiln-api", config.topology());
+    let templates = kiln_core::templates::Templates::load(config.email_templates.as_deref())
+        .context("KILN_EMAIL_TEMPLATES")?;
     Ok(AppState {
         db,
         cache,
         storage,
         publisher,
+        templates,
         config: Arc::new(config),
     })
 }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use kiln_core::{Config, cache::Cache, queue::Publisher, storage::Storage};
+use kiln_core::{Config, cache::Cache, queue::Publisher, storage::Storage, templates::Templates};
 use sqlx::PgPool;
 
 /// Shared handles; each is cheap to clone, so the state is cloned per request.
@@ -12,5 +12,7 @@ pub struct AppState {
     pub cache: Cache,
     pub storage: Storage,
     pub publisher: Publisher,
+    /// Email templates, rendered when an email is accepted.
+    pub templates: Templates,
     pub config: Arc<Config>,
 }

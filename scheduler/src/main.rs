@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use kiln_core::{Config, db, queue::Publisher, shutdown, telemetry};
-use kiln_scheduler::{relay, schedule, tick};
+use kiln_scheduler::{catch_up, relay, schedule, tick};
 use tokio_cron_scheduler::{Job, JobScheduler};
 
 #[derive(Parser)]
@@ -33,7 +33,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::from_env()?;
     telemetry::init(config.log_format);
-    let table = schedule::parse(&config.schedules)?;
+    let table = schedule::load(&config.schedules)?;
     let pool = db::connect_lazy(&config.database_url, 4)?;
     let publisher = Publisher::new(config.amqp_url.clone(), "kiln-scheduler", config.topology());
     match cli.command.unwrap_or(Command::Run) {
@@ -77,8 +77,16 @@ async fn run(
             schedule = entry.name,
             cron = entry.cron,
             kind = entry.kind.as_str(),
+            missed = entry.missed.as_str(),
             "schedule loaded"
         );
+        // Postgres may be down at start-up: the schedule still runs, its gap is just not
+        // measured this time.
+        if let Err(error) =
+            catch_up::start(&pool, &publisher, &config, &entry, chrono::Utc::now()).await
+        {
+            tracing::warn!(schedule = entry.name, %error, "could not catch up missed ticks");
+        }
         let (pool, publisher, config) = (pool.clone(), publisher.clone(), config.clone());
         let expression = entry.cron.clone();
         let job = Job::new_async(expression.as_str(), move |_, _| {
@@ -100,6 +108,7 @@ async fn run(
         cron.add(job).await?;
     }
     cron.start().await?;
+    tracing::info!("scheduler started");
 
     relay::run(pool, publisher, cancel.clone()).await;
 

@@ -22,9 +22,10 @@ pub async fn fire(
     tick: DateTime<Utc>,
 ) -> anyhow::Result<Option<Uuid>> {
     let key = schedule.dedupe_key(tick);
-    let payload = json!({ "schedule": schedule.name, "tick": tick });
+    let payload = payload(schedule, json!({ "schedule": schedule.name, "tick": tick }));
     let job =
         db::jobs::insert_deduplicated(db, &new_job(config, schedule.kind, payload), &key).await?;
+    record(db, schedule, tick).await;
     let Some(job) = job else {
         return Ok(None);
     };
@@ -40,10 +41,38 @@ pub async fn enqueue_now(
     config: &Config,
     schedule: &Schedule,
 ) -> anyhow::Result<Uuid> {
-    let payload = json!({ "schedule": schedule.name, "manual": true });
+    let payload = payload(
+        schedule,
+        json!({ "schedule": schedule.name, "manual": true }),
+    );
     let job = db::jobs::insert(db, &new_job(config, schedule.kind, payload)).await?;
     kiln_core::queue::publish_committed(db, publisher, &job).await;
     Ok(job.id)
+}
+
+/// The schedule's own payload with the tick's fields on top.
+fn payload(schedule: &Schedule, fields: serde_json::Value) -> serde_json::Value {
+    let mut payload = schedule.payload.clone();
+    if let serde_json::Value::Object(fields) = fields {
+        payload.extend(fields);
+    }
+    serde_json::Value::Object(payload)
+}
+
+/// Notes the tick in the `schedules` table and the metrics. Every scheduler does this, winner
+/// or not, so the state is right whichever of them survives; failing to is only logged.
+async fn record(db: &PgPool, schedule: &Schedule, tick: DateTime<Utc>) {
+    let next = schedule.next_after(tick);
+    if let Err(error) = db::schedules::record_tick(db, &schedule.name, tick, next).await {
+        tracing::warn!(schedule = schedule.name, %error, "could not record the tick");
+    }
+    let name = schedule.name.clone();
+    metrics::gauge!("kiln_schedule_last_fire_timestamp_seconds", "schedule" => name.clone())
+        .set(tick.timestamp() as f64);
+    if let Some(next) = next {
+        metrics::gauge!("kiln_schedule_next_fire_timestamp_seconds", "schedule" => name)
+            .set(next.timestamp() as f64);
+    }
 }
 
 fn new_job(

@@ -5,6 +5,7 @@
 //! - [`runner`]: one delivery, start to finish: load the row, run the handler behind a panic
 //!   boundary and a timeout, record the outcome, then ack, retry or dead-letter.
 //! - [`jobs`]: one module per job kind, and the `Retry`/`Abort` classification of failures.
+//! - [`notify`]: the built-in "media ready/failed" emails.
 //! - [`imaging`]: decode, resize and encode, pure CPU work.
 //! - [`cpu`]: the bounded pool that CPU work runs on, off the async runtime.
 
@@ -12,11 +13,12 @@ pub mod consumer;
 pub mod cpu;
 pub mod imaging;
 pub mod jobs;
+pub mod notify;
 pub mod runner;
 
 use std::sync::Arc;
 
-use kiln_core::{Config, cache::Cache, queue::Publisher, storage::Storage};
+use kiln_core::{Config, cache::Cache, queue::Publisher, storage::Storage, templates::Templates};
 use lettre::{AsyncSmtpTransport, Tokio1Executor, message::Mailbox};
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
@@ -34,6 +36,8 @@ pub struct Context {
     pub mailer: AsyncSmtpTransport<Tokio1Executor>,
     /// The `From` of every email.
     pub email_from: Mailbox,
+    /// Templates of the built-in notifications and the digest.
+    pub templates: Templates,
     pub config: Arc<Config>,
 }
 
@@ -65,8 +69,11 @@ impl Context {
             .email_from
             .parse()
             .context("KILN_EMAIL_FROM is not a valid mailbox")?;
+        let templates =
+            Templates::load(config.email_templates.as_deref()).context("KILN_EMAIL_TEMPLATES")?;
         Ok(Self {
             db,
+            templates,
             cache,
             storage,
             publisher,

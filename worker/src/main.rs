@@ -23,12 +23,7 @@ async fn main() -> anyhow::Result<()> {
         storage = ctx.storage.describe(),
         "worker starting"
     );
-    consumer::run(
-        ctx,
-        vec![QueueKind::Media, QueueKind::Email, QueueKind::Backup],
-        cancel,
-    )
-    .await;
+    consumer::run(ctx, QueueKind::ALL.to_vec(), cancel).await;
     metrics_task.await.ok();
     tracing::info!("worker stopped");
     Ok(())

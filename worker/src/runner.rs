@@ -187,10 +187,8 @@ async fn dispatch(ctx: &Context, kind: JobKind, job: &Job) -> Result<(), JobErro
         JobKind::Media => jobs::media::run(ctx, job).await,
         JobKind::Email => jobs::email::run(ctx, job).await,
         JobKind::Backup => jobs::backup::run(ctx, job).await,
-        other => Err(JobError::Abort(format!(
-            "this worker has no handler for {} jobs",
-            other.as_str()
-        ))),
+        JobKind::Cleanup => jobs::cleanup::run(ctx, job).await,
+        JobKind::Digest => jobs::digest::run(ctx, job).await,
     }
 }
 
@@ -202,12 +200,12 @@ async fn bury(ctx: &Context, kind: JobKind, job: &Job, error: &str) -> Settle {
         if !db::jobs::mark_dead(&mut *tx, job.id, job.attempts, error).await? {
             return Ok(None);
         }
-        let stale = match kind {
+        let after = match kind {
             JobKind::Media => jobs::media::on_dead(ctx, &mut tx, job, error).await?,
-            _ => None,
+            _ => jobs::media::AfterCommit::default(),
         };
         tx.commit().await?;
-        Ok::<_, sqlx::Error>(Some(stale))
+        Ok::<_, sqlx::Error>(Some(after))
     }
     .await;
     match recorded {
@@ -215,9 +213,12 @@ async fn bury(ctx: &Context, kind: JobKind, job: &Job, error: &str) -> Settle {
             tracing::info!(error, "attempt superseded by a newer one; not buried");
             Settle::Ack
         }
-        Ok(Some(stale)) => {
-            if let Some(key) = stale {
+        Ok(Some(after)) => {
+            if let Some(key) = after.stale_cache_key {
                 ctx.cache.invalidate(&key).await;
+            }
+            if let Some(email) = after.publish {
+                kiln_core::queue::publish_committed(&ctx.db, &ctx.publisher, &email).await;
             }
             metrics::counter!("kiln_jobs_dead_total", "kind" => kind.as_str()).increment(1);
             let body = job

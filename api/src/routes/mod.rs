@@ -27,7 +27,10 @@ pub fn router(state: AppState) -> Router {
             // KILN_MAX_UPLOAD_BYTES, so axum's buffering limit does not apply.
             post(media::upload::upload).layer(DefaultBodyLimit::disable()),
         )
-        .route("/v1/media/{id}", get(media::get::get_media))
+        .route(
+            "/v1/media/{id}",
+            get(media::get::get_media).delete(media::delete::delete_media),
+        )
         .route(
             "/v1/media/{id}/variants/{file}",
             get(media::variant::get_variant),
@@ -36,6 +39,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/emails", post(emails::send::send_email))
         .route("/v1/admin/jobs", get(admin::jobs::list))
         .route("/v1/admin/backups", get(admin::backups::list))
+        .route("/v1/admin/schedules", get(admin::schedules::list))
         .route("/v1/admin/jobs/retry", post(admin::jobs::retry_matching))
         .route("/v1/admin/jobs/{id}/retry", post(admin::jobs::retry_one))
         .route("/v1/admin/jobs/{id}", delete(admin::jobs::discard))

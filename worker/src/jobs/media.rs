@@ -12,6 +12,7 @@ use super::{Classify, JobError};
 use crate::{
     Context,
     imaging::{self, Quality},
+    notify::{self, MediaOutcome},
 };
 
 /// The storage key of a variant: derived only from ids and config, never from client input, and
@@ -36,6 +37,14 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
         .await
         .retry()?
         .ok_or_else(|| JobError::Abort(format!("media {media_id} no longer exists")))?;
+    if media.status == "deleted" {
+        // Deleted before its turn came: nothing to render, and its files are being removed.
+        tracing::info!(media.id = %media_id, "media was deleted; nothing to do");
+        db::jobs::mark_succeeded(&ctx.db, job.id, job.attempts)
+            .await
+            .retry()?;
+        return Ok(());
+    }
     db::media::mark_processing(&ctx.db, media_id)
         .await
         .retry()?;
@@ -104,25 +113,55 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
     )
     .await
     .retry()?;
+    let ready = db::media::Media {
+        status: "ready".into(),
+        width: rendition.width as i32,
+        height: rendition.height as i32,
+        error: None,
+        ..media
+    };
+    let notification =
+        notify::media_outcome(ctx, &mut tx, &ready, &rows, job.id, MediaOutcome::Ready)
+            .await
+            .retry()?;
     tx.commit().await.retry()?;
     ctx.cache
         .invalidate(&ctx.cache.key("media", media_id))
         .await;
+    if let Some(email) = notification {
+        kiln_core::queue::publish_committed(&ctx.db, &ctx.publisher, &email).await;
+    }
     tracing::info!(media.id = %media_id, variants = rows.len(), "media ready");
     Ok(())
 }
 
 /// Records, inside the transaction that buries the job, that the media will never be ready,
-/// with the reason clients will see. Returns the cache key to drop after commit.
+/// with the reason clients will see, and enqueues its "failed" notification.
 pub async fn on_dead(
     ctx: &Context,
     conn: &mut sqlx::PgConnection,
     job: &Job,
     error: &str,
-) -> Result<Option<String>, sqlx::Error> {
+) -> Result<AfterCommit, sqlx::Error> {
     let Ok(payload) = serde_json::from_value::<MediaPayload>(job.payload.clone()) else {
-        return Ok(None);
+        return Ok(AfterCommit::default());
     };
-    db::media::mark_failed(conn, payload.media_id, error).await?;
-    Ok(Some(ctx.cache.key("media", payload.media_id)))
+    db::media::mark_failed(&mut *conn, payload.media_id, error).await?;
+    let notification = match db::media::find(&mut *conn, payload.media_id).await? {
+        Some(media) if media.status == "failed" => {
+            notify::media_outcome(ctx, conn, &media, &[], job.id, MediaOutcome::Failed).await?
+        }
+        _ => None,
+    };
+    Ok(AfterCommit {
+        stale_cache_key: Some(ctx.cache.key("media", payload.media_id)),
+        publish: notification,
+    })
+}
+
+/// What a burial leaves to do once its transaction committed.
+#[derive(Debug, Default)]
+pub struct AfterCommit {
+    pub stale_cache_key: Option<String>,
+    pub publish: Option<Job>,
 }

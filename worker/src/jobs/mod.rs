@@ -1,6 +1,8 @@
 //! Job handlers, one module per kind, and how their failures are classified.
 
 pub mod backup;
+pub mod cleanup;
+pub mod digest;
 pub mod email;
 pub mod media;
 
@@ -41,5 +43,6 @@ pub fn timeout(kind: JobKind) -> Duration {
         JobKind::Email => Duration::from_secs(60),
         JobKind::Backup => Duration::from_secs(3600),
         JobKind::Cleanup => Duration::from_secs(600),
+        JobKind::Digest => Duration::from_secs(300),
     }
 }

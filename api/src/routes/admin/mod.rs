@@ -3,3 +3,4 @@
 
 pub mod backups;
 pub mod jobs;
+pub mod schedules;

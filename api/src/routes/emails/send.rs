@@ -31,7 +31,7 @@ pub async fn send_email(
             rejection.body_text(),
         )
     })?;
-    let payload = validate(request).map_err(ApiError::invalid_fields)?;
+    let payload = validate(request, &state.templates).map_err(ApiError::invalid_fields)?;
     let recipients = payload.to.len() + payload.cc.len() + payload.bcc.len();
     let first = payload
         .to

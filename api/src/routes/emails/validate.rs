@@ -5,7 +5,7 @@ use lettre::message::Mailbox;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use kiln_core::jobs::EmailPayload;
+use kiln_core::{jobs::EmailPayload, templates::Templates};
 
 /// Most recipients (to + cc + bcc) one request may have.
 pub const MAX_RECIPIENTS: usize = 50;
@@ -41,13 +41,16 @@ pub struct EmailRequest {
     pub subject: Option<String>,
     pub text: Option<String>,
     pub html: Option<String>,
-    /// Named templates are not available yet; asking for one is a field error.
+    /// A template name (built-in or from `KILN_EMAIL_TEMPLATES`), rendered with `data`.
     pub template: Option<String>,
     pub data: Option<Value>,
 }
 
 /// Checks every field and returns the job payload, or every problem found, by field.
-pub fn validate(request: EmailRequest) -> Result<EmailPayload, Map<String, Value>> {
+pub fn validate(
+    request: EmailRequest,
+    templates: &Templates,
+) -> Result<EmailPayload, Map<String, Value>> {
     let mut errors = Map::new();
     let mut error = |field: String, message: &str| {
         errors.entry(field).or_insert_with(|| Value::from(message));
@@ -74,8 +77,48 @@ pub fn validate(request: EmailRequest) -> Result<EmailPayload, Map<String, Value
         );
     }
 
-    let subject = request.subject.unwrap_or_default();
-    if subject.trim().is_empty() {
+    // A template that cannot render leaves nothing to check below: its fields stay quiet.
+    let mut rendering_failed = false;
+    let (subject, text, html) = match request.template {
+        Some(name) => {
+            if request.subject.is_some() || request.text.is_some() || request.html.is_some() {
+                error(
+                    "template".into(),
+                    "give either a template or subject/text/html, not both",
+                );
+            }
+            let data = request.data.unwrap_or_else(|| Value::Object(Map::new()));
+            if !data.is_object() {
+                error("data".into(), "must be a JSON object");
+            }
+            match templates.render(&name, &data) {
+                Ok(rendered) => (rendered.subject, rendered.text, rendered.html),
+                Err(kiln_core::templates::TemplateError::Unknown(_)) => {
+                    error("template".into(), "unknown template");
+                    rendering_failed = true;
+                    (String::new(), None, None)
+                }
+                Err(other) => {
+                    error("data".into(), &other.to_string());
+                    rendering_failed = true;
+                    (String::new(), None, None)
+                }
+            }
+        }
+        None => {
+            if request.data.is_some() {
+                error("data".into(), "only used with a template");
+            }
+            (
+                request.subject.unwrap_or_default(),
+                request.text,
+                request.html,
+            )
+        }
+    };
+    if rendering_failed {
+        // Nothing was rendered; errors about the empty fields would only confuse.
+    } else if subject.trim().is_empty() {
         error("subject".into(), "required");
     } else if subject.chars().any(char::is_control) {
         error(
@@ -86,13 +129,10 @@ pub fn validate(request: EmailRequest) -> Result<EmailPayload, Map<String, Value
         error("subject".into(), "at most 998 characters");
     }
 
-    if request.template.is_some() || request.data.is_some() {
-        error("template".into(), "unknown template");
-    }
-    if request.text.is_none() && request.html.is_none() && request.template.is_none() {
+    if text.is_none() && html.is_none() && !rendering_failed {
         error("text".into(), "give text, html or both");
     }
-    for (name, body) in [("text", &request.text), ("html", &request.html)] {
+    for (name, body) in [("text", &text), ("html", &html)] {
         if body.as_ref().is_some_and(|b| b.len() > MAX_BODY) {
             error(name.into(), "at most 1 MiB");
         }
@@ -106,8 +146,8 @@ pub fn validate(request: EmailRequest) -> Result<EmailPayload, Map<String, Value
         cc,
         bcc,
         subject,
-        text: request.text,
-        html: request.html,
+        text,
+        html,
     })
 }
 
@@ -117,6 +157,43 @@ mod tests {
 
     fn request(json: Value) -> EmailRequest {
         serde_json::from_value(json).expect("request shape")
+    }
+
+    fn validate(request: EmailRequest) -> Result<EmailPayload, Map<String, Value>> {
+        super::validate(request, &Templates::built_in())
+    }
+
+    #[test]
+    fn a_template_is_rendered_into_the_payload() {
+        let payload = validate(request(serde_json::json!({
+            "to": "ann@example.com",
+            "template": "media_failed",
+            "data": {"base_url": "https://k.example", "media": {"id": "m1", "error": "bad"}}
+        })))
+        .expect("valid");
+        assert_eq!(payload.subject, "Your image could not be processed");
+        assert!(payload.text.is_some_and(|t| t.contains("bad")));
+        assert!(payload.html.is_some());
+    }
+
+    #[test]
+    fn template_mistakes_are_field_errors() {
+        let errors = validate(request(serde_json::json!({
+            "to": "ann@example.com", "template": "nope"
+        })))
+        .expect_err("unknown");
+        assert_eq!(errors["template"], "unknown template");
+        let errors = validate(request(serde_json::json!({
+            "to": "ann@example.com", "template": "media_failed", "data": {}
+        })))
+        .expect_err("missing data");
+        assert!(errors.contains_key("data"), "{errors:?}");
+        assert!(!errors.contains_key("subject"), "{errors:?}");
+        let errors = validate(request(serde_json::json!({
+            "to": "ann@example.com", "template": "media_failed", "subject": "x"
+        })))
+        .expect_err("both");
+        assert!(errors.contains_key("template"), "{errors:?}");
     }
 
     #[test]

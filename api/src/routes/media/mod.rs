@@ -1,5 +1,6 @@
-//! `/v1/media`: upload, read, and download variants.
+//! `/v1/media`: upload, read, download variants, and delete.
 
+pub mod delete;
 pub mod get;
 pub mod upload;
 pub mod variant;

@@ -223,6 +223,7 @@ pub async fn upload(
                 height: media.height,
                 original_key: &original_key,
                 job_id,
+                api_key_id: caller.key_id,
             },
         )
         .await?;

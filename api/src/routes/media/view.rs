@@ -104,7 +104,8 @@ pub async fn load(state: &AppState, id: Uuid, tenant: &str) -> Result<CachedMedi
         })
         .await?;
     match cached {
-        Some(media) if media.tenant == tenant => Ok(media),
+        // A deleted media is gone for its owner too, even while its files still exist.
+        Some(media) if media.tenant == tenant && media.view.status != "deleted" => Ok(media),
         _ => Err(ApiError::not_found("media")),
     }
 }

@@ -1,0 +1,34 @@
+//! `GET /v1/admin/schedules`: each cron schedule's last and next fire and missed ticks, as the
+//! schedulers recorded them.
+
+use axum::{Json, extract::State};
+use kiln_core::db;
+use serde_json::{Value, json};
+
+use crate::{
+    auth::{Caller, scope},
+    error::ApiError,
+    state::AppState,
+};
+
+/// Lists the schedules by name.
+pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    caller.require(scope::ADMIN)?;
+    let schedules: Vec<Value> = db::schedules::list(&state.db)
+        .await?
+        .into_iter()
+        .map(|s| {
+            json!({
+                "name": s.name,
+                "cron": s.cron,
+                "kind": s.kind,
+                "missed_policy": s.missed_policy,
+                "last_fire": s.last_tick,
+                "next_fire": s.next_tick,
+                "missed_ticks": s.missed_ticks,
+                "updated_at": s.updated_at,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "schedules": schedules })))
+}

@@ -1,0 +1,61 @@
+//! `DELETE /v1/media/{id}`: the media disappears from the API at once; its files are removed by
+//! a `cleanup` job enqueued in the same transaction, so a crash cannot forget them.
+
+use axum::{
+    Json,
+    extract::State,
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use kiln_core::{db, jobs::JobKind};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::{
+    auth::{Caller, scope},
+    error::ApiError,
+    extract::ApiPath,
+    state::AppState,
+};
+
+/// Marks the media deleted and answers 202 with the cleanup job.
+pub async fn delete_media(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Response, ApiError> {
+    caller.require(scope::MEDIA)?;
+    let mut tx = state.db.begin().await?;
+    if !db::media::mark_deleted(&mut *tx, id, &caller.tenant).await? {
+        return Err(ApiError::not_found("media"));
+    }
+    let job = db::jobs::insert(
+        &mut *tx,
+        &db::jobs::NewJob {
+            id: Uuid::now_v7(),
+            tenant: Some(&caller.tenant),
+            kind: JobKind::Cleanup,
+            payload: json!({ "media_id": id }),
+            max_attempts: state.config.max_attempts(JobKind::Cleanup),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    state.cache.invalidate(&state.cache.key("media", id)).await;
+    kiln_core::queue::publish_committed(&state.db, &state.publisher, &job).await;
+    metrics::counter!("kiln_jobs_enqueued_total", "kind" => JobKind::Cleanup.as_str()).increment(1);
+    tracing::info!(media.id = %id, job.id = %job.id, "media deleted; file removal enqueued");
+
+    let mut response = (
+        StatusCode::ACCEPTED,
+        Json(json!({ "id": id, "status": "deleted", "job_id": job.id })),
+    )
+        .into_response();
+    response.headers_mut().insert(
+        header::LOCATION,
+        format!("/v1/jobs/{}", job.id)
+            .parse()
+            .map_err(ApiError::internal)?,
+    );
+    Ok(response)
+}

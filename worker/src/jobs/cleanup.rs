@@ -1,0 +1,171 @@
+//! The `cleanup` job: removes files nobody will read again.
+//!
+//! - With `{"media_id": …}` (enqueued by `DELETE /v1/media/{id}`): that media's original and
+//!   variants.
+//! - Without (the hourly schedule): every deleted media not purged yet; originals and variants
+//!   whose media no longer exists (an upload recorded in storage but never in Postgres, or
+//!   variants written by a job that raced a delete); and staging files of streamed uploads that
+//!   a crash interrupted.
+//!
+//! Files younger than `KILN_CLEANUP_GRACE_SECS` are never touched by the sweep: an upload writes
+//! its original a moment before it commits the row that makes it live.
+
+use std::collections::HashMap;
+
+use futures::TryStreamExt;
+use kiln_core::db::{self, jobs::Job};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::{Classify, JobError};
+use crate::Context;
+
+/// Rows per purge query and object ids per liveness query.
+const BATCH: usize = 500;
+
+#[derive(Debug, Default, Deserialize)]
+struct CleanupPayload {
+    media_id: Option<Uuid>,
+}
+
+/// What one run removed, for the log and metrics.
+#[derive(Debug, Default)]
+struct Removed {
+    purged_media: u64,
+    orphan_files: u64,
+    staging_files: u64,
+}
+
+/// Runs one cleanup and records the job's success.
+pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
+    let payload: CleanupPayload = serde_json::from_value(job.payload.clone()).abort()?;
+    let mut removed = Removed {
+        purged_media: purge_deleted(ctx, payload.media_id).await?,
+        ..Removed::default()
+    };
+    if payload.media_id.is_none() {
+        removed.orphan_files =
+            remove_orphans(ctx, "originals/").await? + remove_orphans(ctx, "variants/").await?;
+        removed.staging_files = ctx
+            .storage
+            .remove_stale_staging_files(ctx.config.cleanup_grace)
+            .await
+            .retry()?;
+    }
+    for (what, count) in [
+        ("media", removed.purged_media),
+        ("orphan_file", removed.orphan_files),
+        ("staging_file", removed.staging_files),
+    ] {
+        metrics::counter!("kiln_cleanup_removed_total", "what" => what).increment(count);
+    }
+    tracing::info!(
+        purged_media = removed.purged_media,
+        orphan_files = removed.orphan_files,
+        staging_files = removed.staging_files,
+        "cleanup done"
+    );
+    db::jobs::mark_succeeded(&ctx.db, job.id, job.attempts)
+        .await
+        .retry()?;
+    Ok(())
+}
+
+/// Removes the files of deleted media (one, or all pending), then marks them purged. Deleting
+/// is idempotent, so a crash half-way is finished by the next attempt.
+async fn purge_deleted(ctx: &Context, only: Option<Uuid>) -> Result<u64, JobError> {
+    let mut purged = 0;
+    loop {
+        let batch = db::media::unpurged(&ctx.db, only, BATCH as i64)
+            .await
+            .retry()?;
+        for media in &batch {
+            ctx.storage.delete(&media.original_key).await.retry()?;
+            let variants: Vec<String> = ctx
+                .storage
+                .list(&format!("variants/{}/", media.id))
+                .map_ok(|object| object.key)
+                .try_collect()
+                .await
+                .retry()?;
+            for key in &variants {
+                ctx.storage.delete(key).await.retry()?;
+            }
+            db::media::mark_purged(&ctx.db, media.id).await.retry()?;
+            purged += 1;
+        }
+        if batch.len() < BATCH {
+            return Ok(purged);
+        }
+    }
+}
+
+/// Removes objects under `prefix` (`originals/<id>` or `variants/<id>/…`) older than the grace
+/// period whose media id has no live row.
+async fn remove_orphans(ctx: &Context, prefix: &str) -> Result<u64, JobError> {
+    let cutoff = chrono::Utc::now()
+        - chrono::Duration::from_std(ctx.config.cleanup_grace).unwrap_or_default();
+    let mut listing = ctx.storage.list(prefix);
+    let mut candidates: HashMap<Uuid, Vec<String>> = HashMap::new();
+    let mut removed = 0;
+    while let Some(object) = listing.try_next().await.retry()? {
+        if object.last_modified > cutoff {
+            continue;
+        }
+        let Some(id) = media_id_of(&object.key, prefix) else {
+            // Not a name Kiln writes; leave foreign files alone.
+            continue;
+        };
+        candidates.entry(id).or_default().push(object.key);
+        if candidates.len() >= BATCH {
+            removed += remove_dead_ids(ctx, std::mem::take(&mut candidates)).await?;
+        }
+    }
+    removed += remove_dead_ids(ctx, candidates).await?;
+    Ok(removed)
+}
+
+async fn remove_dead_ids(
+    ctx: &Context,
+    mut candidates: HashMap<Uuid, Vec<String>>,
+) -> Result<u64, JobError> {
+    if candidates.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<Uuid> = candidates.keys().copied().collect();
+    for live in db::media::with_live_files(&ctx.db, &ids).await.retry()? {
+        candidates.remove(&live);
+    }
+    let mut removed = 0;
+    for key in candidates.into_values().flatten() {
+        ctx.storage.delete(&key).await.retry()?;
+        tracing::info!(key, "orphaned file removed");
+        removed += 1;
+    }
+    Ok(removed)
+}
+
+/// The media id in `originals/<id>` or `variants/<id>/<file>`.
+fn media_id_of(key: &str, prefix: &str) -> Option<Uuid> {
+    let rest = key.strip_prefix(prefix)?;
+    rest.split('/').next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_ids_come_from_kiln_names_only() {
+        let id = Uuid::now_v7();
+        assert_eq!(
+            media_id_of(&format!("originals/{id}"), "originals/"),
+            Some(id)
+        );
+        assert_eq!(
+            media_id_of(&format!("variants/{id}/w320.jpg"), "variants/"),
+            Some(id)
+        );
+        assert_eq!(media_id_of("originals/readme.txt", "originals/"), None);
+    }
+}
