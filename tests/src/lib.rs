@@ -112,11 +112,14 @@ pub fn create_key(
     name: &str,
     scopes: &str,
 ) -> anyhow::Result<String> {
-    let output = process::run(
-        "kiln-api",
-        &["keys", "create", "--name", name, "--scopes", scopes],
-        env,
-    )?;
+    create_key_with(env, &["--name", name, "--scopes", scopes])
+}
+
+/// Runs `kiln-api keys create` with these arguments and returns the key.
+pub fn create_key_with(env: &HashMap<String, String>, args: &[&str]) -> anyhow::Result<String> {
+    let mut all = vec!["keys", "create"];
+    all.extend_from_slice(args);
+    let output = process::run("kiln-api", &all, env)?;
     if !output.status.success() {
         bail!(
             "keys create failed: {}",
@@ -168,6 +171,33 @@ impl TestApp {
     /// A new key for another tenant (or the same one) with the given scopes.
     pub fn key_for(&self, tenant: &str, scopes: &str) -> String {
         create_key(&self.env, tenant, scopes).expect("key created")
+    }
+
+    /// A key for `tenant` whose notifications go to `address`.
+    pub fn key_notifying(&self, tenant: &str, scopes: &str, address: &str) -> String {
+        create_key_with(
+            &self.env,
+            &[
+                "--name",
+                tenant,
+                "--scopes",
+                scopes,
+                "--notify-email",
+                address,
+            ],
+        )
+        .expect("key created")
+    }
+
+    /// Runs `kiln-scheduler enqueue <schedule>` and returns the job id it printed.
+    pub fn enqueue_schedule(&self, schedule: &str) -> String {
+        let output = run("kiln-scheduler", &["enqueue", schedule], &self.env).expect("runs");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
     }
 
     /// `POST /v1/emails` with a JSON body and a given key.

@@ -143,3 +143,57 @@ async fn a_failing_pg_dump_ends_dead_with_its_stderr() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn retention_prunes_old_backups_from_storage_and_table_alike() {
+    let app = spawn_app_with(
+        Options::default()
+            .env("KILN_BACKUP_KEEP_LAST", "2")
+            .env("KILN_BACKUP_KEEP_DAYS", "0"),
+    )
+    .await;
+    let mut jobs = Vec::new();
+    for _ in 0..3 {
+        let job = back_up(&app).await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+        jobs.push(job["id"].as_str().expect("id").to_owned());
+    }
+
+    // Pruning follows each backup's commit, so the third job may read `succeeded` a moment
+    // before the oldest backup is gone.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let backups = loop {
+        let listed = app.admin(Method::GET, "/v1/admin/backups").await;
+        let backups = listed.body["backups"].as_array().expect("list").clone();
+        if backups.len() <= 2 || tokio::time::Instant::now() > deadline {
+            break backups;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(backups.len(), 2, "{backups:?}");
+    let kept_jobs: Vec<&str> = backups
+        .iter()
+        .filter_map(|b| b["job_id"].as_str())
+        .collect();
+    assert_eq!(
+        kept_jobs,
+        [jobs[2].as_str(), jobs[1].as_str()],
+        "the newest two, newest first"
+    );
+    let mut stored: Vec<String> = app
+        .stored_files()
+        .iter()
+        .map(|p| p.display().to_string())
+        .filter(|p| p.starts_with("backups/"))
+        .collect();
+    stored.sort();
+    let mut listed_keys: Vec<String> = backups
+        .iter()
+        .filter_map(|b| b["storage_key"].as_str().map(str::to_owned))
+        .collect();
+    listed_keys.sort();
+    assert_eq!(
+        stored, listed_keys,
+        "the pruned file is gone from storage too"
+    );
+}

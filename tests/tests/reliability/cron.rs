@@ -111,3 +111,111 @@ async fn kiln_scheduler_enqueue_fires_a_schedule_by_hand() {
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("every-second"));
 }
+
+/// The tick times of `schedule`'s jobs, oldest first.
+async fn ticks_of(db: &sqlx::PgPool, schedule: &str) -> Vec<DateTime<Utc>> {
+    let prefix = format!("{schedule}@");
+    let keys: Vec<String> =
+        sqlx::query_scalar("SELECT dedupe_key FROM jobs WHERE starts_with(dedupe_key, $1)")
+            .bind(&prefix)
+            .fetch_all(db)
+            .await
+            .expect("keys");
+    let mut ticks: Vec<DateTime<Utc>> = keys
+        .iter()
+        .map(|k| k.trim_start_matches(&prefix).parse().expect("a tick time"))
+        .collect();
+    ticks.sort();
+    ticks
+}
+
+#[tokio::test]
+async fn ticks_missed_while_no_scheduler_ran_are_counted_and_fired_once_by_policy() {
+    let app = spawn_app_with(Options {
+        without_worker: true,
+        ..Options::default().env(
+            "KILN_SCHEDULES",
+            "catch-up|* * * * * *|cleanup|once;skipper|* * * * * *|cleanup|skip",
+        )
+    })
+    .await;
+    let db = app.services.db().await;
+    let scheduler = Process::spawn("kiln-scheduler", &[], app.env()).expect("scheduler");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while ticks_of(&db, "catch-up").await.len() < 2 || ticks_of(&db, "skipper").await.len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "no ticks");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    scheduler.signal("KILL");
+    drop(scheduler);
+    let last_before = |ticks: &[DateTime<Utc>]| *ticks.last().expect("ticks");
+    let catch_up_last = last_before(&ticks_of(&db, "catch-up").await);
+    let skipper_last = last_before(&ticks_of(&db, "skipper").await);
+
+    // Down long enough for several ticks to pass beyond the in-flight window (5 s).
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let restarted_at = Utc::now();
+    let restarted = Process::spawn("kiln-scheduler", &[], app.env()).expect("scheduler");
+    let metrics_addr = restarted
+        .wait_for_field("metrics listening", "addr")
+        .await
+        .expect("metrics");
+    restarted
+        .wait_for_log("scheduler started")
+        .await
+        .expect("started");
+
+    let schedules = app.admin(reqwest::Method::GET, "/v1/admin/schedules").await;
+    assert_eq!(
+        schedules.status,
+        reqwest::StatusCode::OK,
+        "{:?}",
+        schedules.body
+    );
+    let by_name = |name: &str| {
+        schedules.body["schedules"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .find(|s| s["name"] == name)
+            .cloned()
+            .expect("listed")
+    };
+    for name in ["catch-up", "skipper"] {
+        let schedule = by_name(name);
+        assert!(
+            schedule["missed_ticks"].as_i64().expect("count") >= 3,
+            "{schedule}"
+        );
+        assert!(schedule["last_fire"].is_string() && schedule["next_fire"].is_string());
+    }
+    assert_eq!(by_name("catch-up")["missed_policy"], "once");
+    let in_gap = |ticks: Vec<DateTime<Utc>>, after: DateTime<Utc>| {
+        ticks
+            .into_iter()
+            .filter(|t| *t > after && *t < restarted_at)
+            .count()
+    };
+    assert_eq!(
+        in_gap(ticks_of(&db, "catch-up").await, catch_up_last),
+        1,
+        "`once` fires one missed tick"
+    );
+    assert_eq!(
+        in_gap(ticks_of(&db, "skipper").await, skipper_last),
+        0,
+        "`skip` fires none"
+    );
+    let metrics = reqwest::get(format!("http://{metrics_addr}/metrics"))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text");
+    let missed = kiln_tests::metric_value(
+        &metrics,
+        "kiln_schedule_missed_ticks_total",
+        &["schedule=\"skipper\""],
+    );
+    assert!(missed >= 3.0, "{metrics}");
+}
