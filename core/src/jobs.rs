@@ -56,6 +56,14 @@ impl JobKind {
     }
 }
 
+/// Every job kind's name with its queue's name, for queries that group by queue.
+pub fn kind_queue_names() -> Vec<(String, String)> {
+    JobKind::ALL
+        .iter()
+        .map(|k| (k.as_str().to_owned(), k.queue().as_str().to_owned()))
+        .collect()
+}
+
 impl std::str::FromStr for JobKind {
     type Err = UnknownValue;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

@@ -4,10 +4,13 @@
 //! - [`catch_up`]: at start-up, the ticks missed while no scheduler ran, by each schedule's
 //!   policy.
 //! - [`tick`]: one tick → exactly one job, deduplicated in Postgres across schedulers.
+//! - [`sampler`]: queue depths, outbox backlog and dead jobs as gauges, and a per-queue
+//!   sample a minute for the dashboard's charts.
 //! - [`relay`]: republishes job rows that were committed but never confirmed by the broker
 //!   (the API crashed, or RabbitMQ was down, between commit and publish).
 
 pub mod catch_up;
 pub mod relay;
+pub mod sampler;
 pub mod schedule;
 pub mod tick;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use kiln_core::{Config, db, queue::Publisher, shutdown, telemetry};
-use kiln_scheduler::{catch_up, relay, schedule, tick};
+use kiln_scheduler::{catch_up, relay, sampler, schedule, tick};
 use tokio_cron_scheduler::{Job, JobScheduler};
 
 #[derive(Parser)]
@@ -110,7 +110,13 @@ async fn run(
     cron.start().await?;
     tracing::info!("scheduler started");
 
+    let sampling = tokio::spawn(sampler::run(
+        pool.clone(),
+        publisher.clone(),
+        cancel.clone(),
+    ));
     relay::run(pool, publisher, cancel.clone()).await;
+    sampling.await.ok();
 
     cron.shutdown().await.ok();
     metrics_task.await.ok();

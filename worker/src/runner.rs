@@ -87,6 +87,7 @@ async fn run(ctx: &Context, envelope: &Envelope, shutdown: &CancellationToken) -
         .record(wait.as_secs_f64());
     metrics::counter!("kiln_jobs_started_total", "kind" => kind.as_str()).increment(1);
     let started = std::time::Instant::now();
+    let _in_flight = InFlight::start(kind);
 
     let limit = ctx
         .config
@@ -127,6 +128,22 @@ async fn run(ctx: &Context, envelope: &Envelope, shutdown: &CancellationToken) -
             bury(ctx, kind, &job, &error).await
         }
         Err(JobError::Retry(error)) => retry_later(ctx, &job, &error, shutdown).await,
+    }
+}
+
+/// Counts a job in `kiln_jobs_in_flight` for as long as it lives, however its attempt ends.
+struct InFlight(JobKind);
+
+impl InFlight {
+    fn start(kind: JobKind) -> Self {
+        metrics::gauge!("kiln_jobs_in_flight", "kind" => kind.as_str()).increment(1.0);
+        Self(kind)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        metrics::gauge!("kiln_jobs_in_flight", "kind" => self.0.as_str()).decrement(1.0);
     }
 }
 

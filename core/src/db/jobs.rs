@@ -263,6 +263,27 @@ pub async fn discard_dead(db: impl PgExecutor<'_>, id: Uuid) -> Result<bool, sql
     Ok(deleted.rows_affected() == 1)
 }
 
+/// Deletes up to `limit` dead jobs (of `kind`, if given), oldest first; returns their ids.
+pub async fn discard_dead_matching(
+    db: impl PgExecutor<'_>,
+    kind: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "DELETE FROM jobs
+         WHERE id IN (SELECT id FROM jobs
+                      WHERE status = 'dead' AND ($1::text IS NULL OR kind = $1)
+                      ORDER BY created_at
+                      LIMIT $2
+                      FOR UPDATE SKIP LOCKED)
+         RETURNING id",
+        kind,
+        limit,
+    )
+    .fetch_all(db)
+    .await
+}
+
 /// Inserts a job unless one with the same `dedupe_key` exists; returns it only when inserted.
 /// This is what makes a cron tick fire once however many schedulers see it.
 pub async fn insert_deduplicated(
@@ -285,5 +306,21 @@ pub async fn insert_deduplicated(
         dedupe_key,
     )
     .fetch_optional(db)
+    .await
+}
+
+/// The latest jobs with an error (retrying or dead), newest failure first.
+pub async fn recent_failures(db: impl PgExecutor<'_>, limit: i64) -> Result<Vec<Job>, sqlx::Error> {
+    sqlx::query_as!(
+        Job,
+        "SELECT id, tenant, kind, payload, status, attempts, max_attempts, last_error,
+                created_at, published_at, started_at, finished_at
+         FROM jobs
+         WHERE status IN ('failed', 'dead') AND last_error IS NOT NULL
+         ORDER BY coalesce(finished_at, started_at, created_at) DESC
+         LIMIT $1",
+        limit,
+    )
+    .fetch_all(db)
     .await
 }

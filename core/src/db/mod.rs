@@ -9,6 +9,7 @@ pub mod backups;
 pub mod jobs;
 pub mod media;
 pub mod schedules;
+pub mod sessions;
 pub mod stats;
 
 use std::time::Duration;

@@ -14,5 +14,5 @@ mod topology;
 
 pub use connection::{AmqpError, connect};
 pub use outbox::publish_committed;
-pub use publisher::Publisher;
+pub use publisher::{Publisher, QueueStats};
 pub use topology::{Topology, declare};

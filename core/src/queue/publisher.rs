@@ -6,7 +6,7 @@ use rand::Rng;
 
 use lapin::{
     BasicProperties, Channel, Connection,
-    options::{BasicPublishOptions, ConfirmSelectOptions},
+    options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions},
     types::{AMQPValue, FieldTable, LongString, ShortString},
 };
 use secrecy::SecretString;
@@ -14,6 +14,16 @@ use tokio::sync::Mutex;
 
 use super::{AmqpError, Topology, connect, declare};
 use crate::jobs::Envelope;
+
+/// One queue's depth as the broker reports it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct QueueStats {
+    /// The queue's short name (`media`, `email`, …, or `dead`).
+    pub queue: String,
+    /// Messages waiting to be delivered (not counting those delivered and not yet acked).
+    pub ready: u32,
+    pub consumers: u32,
+}
 
 /// AMQP delivery mode 2: the message is written to disk and survives a broker restart.
 const PERSISTENT: u8 = 2;
@@ -187,6 +197,48 @@ impl Publisher {
         tokio::time::timeout(CONFIRM_TIMEOUT, publish)
             .await
             .map_err(|_| AmqpError::Timeout("publish confirm"))?
+    }
+
+    /// Ready messages and consumers of every work queue and of the dead queue, read with
+    /// passive declares on a short-lived channel so that a failure cannot close the publishing
+    /// channel.
+    pub async fn queue_stats(&self) -> Result<Vec<QueueStats>, AmqpError> {
+        self.channel().await?;
+        let probe = {
+            let link = self.link.lock().await;
+            let link = link
+                .as_ref()
+                .ok_or(AmqpError::Closed("no connection to the broker"))?;
+            link.connection.create_channel().await?
+        };
+        let mut names: Vec<(String, String)> = crate::jobs::QueueKind::ALL
+            .iter()
+            .map(|q| (q.as_str().to_owned(), self.topology.queue(*q)))
+            .collect();
+        names.push(("dead".to_owned(), self.topology.dead()));
+        let mut stats = Vec::with_capacity(names.len());
+        for (queue, name) in names {
+            let declared = tokio::time::timeout(
+                CONFIRM_TIMEOUT,
+                probe.queue_declare(
+                    name.as_str().into(),
+                    QueueDeclareOptions {
+                        passive: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                ),
+            )
+            .await
+            .map_err(|_| AmqpError::Timeout("queue declare"))??;
+            stats.push(QueueStats {
+                queue,
+                ready: declared.message_count(),
+                consumers: declared.consumer_count(),
+            });
+        }
+        probe.close(200, "done".into()).await.ok();
+        Ok(stats)
     }
 
     /// Whether the broker can be reached now (for readiness checks).

@@ -66,6 +66,7 @@ pub fn render(
             .filter(|p| p.width() >= w.saturating_mul(2))
             .min_by_key(|p| p.width())
             .unwrap_or(&image);
+        let started = std::time::Instant::now();
         let pixels = resize::resize(source, w, h);
         files.push(Rendered {
             name: spec.name.clone(),
@@ -81,6 +82,9 @@ pub fn render(
             height: h,
             bytes: encode::webp(&pixels, quality.webp).map_err(DecodeError)?,
         });
+        // Resize plus both encodes: what one variant costs. Variant names come from config.
+        metrics::histogram!("kiln_resize_seconds", "variant" => spec.name.clone())
+            .record(started.elapsed().as_secs_f64());
         made.push(pixels);
     }
     Ok(Rendition {

@@ -66,6 +66,7 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
     };
     metrics::histogram!("kiln_email_send_seconds", "outcome" => outcome)
         .record(started.elapsed().as_secs_f64());
+    metrics::counter!("kiln_emails_total", "outcome" => outcome).increment(1);
     match sent {
         Ok(response) => {
             tracing::info!(to, code = %response.code(), "email sent");
