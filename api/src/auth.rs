@@ -1,5 +1,8 @@
 //! Bearer API keys. A key is `kiln_` + 64 hex characters (256 random bits); only its SHA-256 is
 //! stored. Each key has scopes and a tenant, and sees only its tenant's media and jobs.
+//!
+//! The dashboard authenticates with a session cookie instead (see [`crate::session`]); a request
+//! that changes anything must then also carry the session's CSRF token in `X-CSRF-Token`.
 
 use axum::{extract::FromRequestParts, http::request::Parts};
 use kiln_core::db;
@@ -48,10 +51,21 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <api key>"))?;
+        let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
+            if let Some(session) = crate::session::from_cookie(parts, state).await? {
+                if !parts.method.is_safe() {
+                    crate::session::check_csrf(parts, &session.csrf_token)?;
+                }
+                return Ok(Self {
+                    key_id: session.key.id,
+                    tenant: session.key.tenant,
+                    scopes: session.key.scopes,
+                });
+            }
+            return Err(ApiError::unauthorized(
+                "missing Authorization: Bearer <api key>",
+            ));
+        };
         let key =
             header.to_str().ok().and_then(bearer_token).ok_or_else(|| {
                 ApiError::unauthorized("expected Authorization: Bearer <api key>")

@@ -5,7 +5,9 @@
 //! - [`error`]: the single API error type and its JSON body.
 //! - [`auth`]: bearer API keys, scopes and tenants.
 //! - [`extract`]: path and query extractors that reject with [`error::ApiError`].
+//! - [`http_metrics`]: request counts and latency by route and status.
 //! - [`routes`]: one module per resource and action.
+//! - [`session`]: the dashboard's login cookie and CSRF token.
 //! - [`keys`]: the `kiln-api keys` command.
 //! - [`backups`]: the `kiln-api backups` commands (list, restore).
 
@@ -13,8 +15,10 @@ pub mod auth;
 pub mod backups;
 pub mod error;
 pub mod extract;
+pub mod http_metrics;
 pub mod keys;
 pub mod routes;
+pub mod session;
 pub mod startup;
 pub mod state;
 

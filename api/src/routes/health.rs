@@ -18,6 +18,18 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// Redis reads are slower, and without RabbitMQ uploads are still accepted (their jobs wait in
 /// the outbox), so both only make the answer `degraded`.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let (status, checks) = dependencies(&state).await;
+    let code = if status == "unavailable" {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (code, Json(json!({ "status": status, "checks": checks })))
+}
+
+/// Checks Postgres, Redis and RabbitMQ at once: the overall status (`ok`, `degraded`,
+/// `unavailable`) and each one's report.
+pub async fn dependencies(state: &AppState) -> (&'static str, Value) {
     let postgres = async {
         sqlx::query("SELECT 1")
             .execute(&state.db)
@@ -37,20 +49,12 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         (Ok(()), Ok(()), Ok(())) => "ok",
         _ => "degraded",
     };
-    let code = if postgres.is_ok() {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    let body = json!({
-        "status": status,
-        "checks": {
-            "postgres": report(&postgres),
-            "redis": report(&redis),
-            "rabbitmq": report(&rabbitmq),
-        }
+    let checks = json!({
+        "postgres": report(&postgres),
+        "redis": report(&redis),
+        "rabbitmq": report(&rabbitmq),
     });
-    (code, Json(body))
+    (status, checks)
 }
 
 async fn with_timeout(check: impl Future<Output = Result<(), String>>) -> Result<(), String> {

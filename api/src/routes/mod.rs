@@ -1,6 +1,7 @@
 //! The router: one module per resource, one file per action.
 
 mod admin;
+mod dashboard;
 mod emails;
 mod health;
 mod jobs;
@@ -20,6 +21,11 @@ use crate::{error::ApiError, state::AppState};
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
+        .route("/admin", get(dashboard::page))
+        .route("/admin/login", post(dashboard::login))
+        .route("/admin/logout", post(dashboard::logout))
+        .route("/admin/data", get(dashboard::data))
+        .route("/admin/assets/{name}", get(dashboard::asset))
         .route("/readyz", get(health::readyz))
         .route(
             "/v1/media",
@@ -41,11 +47,18 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/backups", get(admin::backups::list))
         .route("/v1/admin/schedules", get(admin::schedules::list))
         .route("/v1/admin/jobs/retry", post(admin::jobs::retry_matching))
+        .route(
+            "/v1/admin/jobs/discard",
+            post(admin::jobs::discard_matching),
+        )
+        .route("/v1/admin/queues", get(admin::queues::list))
         .route("/v1/admin/jobs/{id}/retry", post(admin::jobs::retry_one))
         .route("/v1/admin/jobs/{id}", delete(admin::jobs::discard))
         // Must follow every `.route`: it is installed on the routes that exist when called.
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(|| async { ApiError::not_found("route") })
+        // route_layer: runs after routing, so the matched path (the route template) is known.
+        .route_layer(axum::middleware::from_fn(crate::http_metrics::record))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -4,6 +4,7 @@ mod auth;
 mod backups;
 mod cache;
 mod compose;
+mod dashboard;
 mod deletion;
 mod emails;
 mod health;

@@ -163,6 +163,25 @@ pub async fn retry_matching(
     ))
 }
 
+/// Discards every dead job matching the filter (`kind`, up to `limit`).
+pub async fn discard_matching(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(filter): ApiQuery<Filter>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(scope::ADMIN)?;
+    if filter.status.as_deref().is_some_and(|s| s != "dead") {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_filter",
+            "only dead jobs can be discarded",
+        ));
+    }
+    let ids = db::jobs::discard_dead_matching(&state.db, filter.kind()?, filter.limit()?).await?;
+    tracing::info!(discarded = ids.len(), "dead jobs discarded by an operator");
+    Ok(Json(json!({ "discarded": ids.len(), "job_ids": ids })))
+}
+
 /// Deletes a dead job for good (its media, if any, stays `failed`).
 pub async fn discard(
     State(state): State<AppState>,

@@ -3,4 +3,5 @@
 
 pub mod backups;
 pub mod jobs;
+pub mod queues;
 pub mod schedules;

@@ -1,0 +1,105 @@
+// Drives the dashboard in Debian's headless Chromium: log in, check that the queue numbers on
+// the page match the API's, retry a dead job from the page and watch it succeed, screenshot.
+//
+// Env: KILN_URL (the API), KILN_ADMIN_KEY, KILN_DEAD_JOB (a dead job's id), KILN_SCREENSHOT
+// (where to save the PNG), CHROMIUM (default /usr/bin/chromium).
+import { chromium } from "playwright-core";
+
+const base = process.env.KILN_URL;
+const key = process.env.KILN_ADMIN_KEY;
+const deadJob = process.env.KILN_DEAD_JOB;
+const screenshot = process.env.KILN_SCREENSHOT;
+if (!base || !key || !deadJob || !screenshot) {
+  throw new Error("KILN_URL, KILN_ADMIN_KEY, KILN_DEAD_JOB and KILN_SCREENSHOT are required");
+}
+
+function check(condition, message) {
+  if (!condition) throw new Error(message);
+}
+
+async function eventually(what, probe, timeoutMs = 30000) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < deadline) {
+    last = await probe();
+    if (last.ok) return last;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`${what}: ${JSON.stringify(last)}`);
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  headless: true,
+  args: [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+  ],
+});
+try {
+  const context = await browser.newContext({ viewport: { width: 1400, height: 1100 } });
+  const page = await context.newPage();
+  const api = (path) =>
+    page.request.get(base + path, { headers: { authorization: `Bearer ${key}` } }).then((r) => r.json());
+
+  // Log in.
+  await page.goto(base + "/admin");
+  await page.fill('[data-testid="login-key"]', "kiln_wrong");
+  await page.click('[data-testid="login-submit"]');
+  const refused = await page.textContent('[data-testid="login-error"]');
+  check(/Unknown or revoked/.test(refused), `a wrong key is refused, got ${refused}`);
+  await page.fill('[data-testid="login-key"]', key);
+  await page.click('[data-testid="login-submit"]');
+  await page.waitForSelector('body[data-loaded="true"]');
+  const cookies = await context.cookies();
+  const session = cookies.find((c) => c.name === "kiln_session");
+  check(session && session.httpOnly && session.sameSite === "Strict", `cookie ${JSON.stringify(session)}`);
+
+  // The page's queue numbers are the API's.
+  await eventually("queue numbers match /v1/admin/queues", async () => {
+    const fromApi = (await api("/v1/admin/queues")).queues;
+    const fromPage = await page.$$eval("#queues tbody tr", (rows) =>
+      rows.map((row) => ({
+        queue: row.dataset.queue,
+        dead: row.querySelector('[data-testid="queue-dead"]').textContent,
+        consumers: row.querySelector('[data-testid="queue-consumers"]').textContent,
+        ready: row.querySelector('[data-testid="queue-ready"]').textContent,
+      })),
+    );
+    const mismatches = fromApi.filter((q) => {
+      const shown = fromPage.find((p) => p.queue === q.queue);
+      return !shown || shown.dead !== String(q.dead) || shown.consumers !== String(q.consumers ?? "–")
+        || shown.ready !== String(q.ready ?? "–");
+    });
+    const emailDead = fromApi.find((q) => q.queue === "email")?.dead;
+    return { ok: mismatches.length === 0 && fromPage.length === fromApi.length && emailDead === 1, mismatches, fromPage };
+  });
+
+  // A change without the CSRF token is refused, even with the session cookie.
+  const forged = await page.evaluate(async (id) => {
+    const r = await fetch(`/v1/admin/jobs/${id}/retry`, { method: "POST", credentials: "same-origin" });
+    return { status: r.status, body: await r.json() };
+  }, deadJob);
+  check(forged.status === 403 && forged.body.error.code === "csrf_failed", `forged: ${JSON.stringify(forged)}`);
+
+  // Retry the dead job from the page and watch it succeed.
+  const row = `#dead tr[data-job-id="${deadJob}"]`;
+  await page.waitForSelector(row);
+  await page.click(`[data-testid="retry-${deadJob}"]`);
+  await page.waitForSelector(row, { state: "detached" });
+  await eventually("the retried job succeeds", async () => {
+    const job = await api(`/v1/jobs/${deadJob}`);
+    return { ok: job.status === "succeeded", job };
+  });
+  await eventually("the page shows the email queue idle with nothing dead", async () => {
+    const row = '#queues tr[data-queue="email"]';
+    const dead = await page.textContent(`${row} [data-testid="queue-dead"]`);
+    const inFlight = await page.textContent(`${row} [data-testid="queue-in-flight"]`);
+    const schedules = await page.$$eval("#schedules tbody tr", (rows) => rows.length);
+    return { ok: dead === "0" && inFlight === "0" && schedules > 0, dead, inFlight, schedules };
+  });
+  await page.screenshot({ path: screenshot, fullPage: true });
+  console.log(`dashboard ok; screenshot at ${screenshot}`);
+} finally {
+  await browser.close();
+}
