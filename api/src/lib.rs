@@ -8,6 +8,7 @@
 //! - [`http_metrics`]: request counts and latency by route and status.
 //! - [`routes`]: one module per resource and action.
 //! - [`session`]: the dashboard's login cookie and CSRF token.
+//! - [`trace_layer`]: W3C trace context per request, handed on to the jobs it enqueues.
 //! - [`keys`]: the `kiln-api keys` command.
 //! - [`backups`]: the `kiln-api backups` commands (list, restore).
 
@@ -21,5 +22,6 @@ pub mod routes;
 pub mod session;
 pub mod startup;
 pub mod state;
+pub mod trace_layer;
 
 pub use startup::Application;

@@ -155,6 +155,9 @@ pub struct Envelope {
     pub attempt: i32,
     pub enqueued_at: DateTime<Utc>,
     pub payload: serde_json::Value,
+    /// The W3C traceparent the job continues; also sent as the message's `traceparent` header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// Payload of a [`JobKind::Media`] job.

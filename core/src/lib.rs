@@ -12,6 +12,7 @@
 //! - [`image_probe`]: format sniffing and header dimensions, without decoding pixels.
 //! - [`telemetry`]: logging and the Prometheus recorder.
 //! - [`templates`]: email templates (built-in notifications and the operator's own).
+//! - [`trace_context`]: W3C `traceparent`, carried from API requests into jobs.
 //! - [`shutdown`]: SIGINT/SIGTERM as a cancellation token.
 
 pub mod cache;
@@ -24,5 +25,6 @@ pub mod shutdown;
 pub mod storage;
 pub mod telemetry;
 pub mod templates;
+pub mod trace_context;
 
 pub use config::Config;

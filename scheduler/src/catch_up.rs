@@ -39,6 +39,10 @@ pub async fn start(
         },
     )
     .await?;
+    if let Some(next) = schedule.next_after(now) {
+        metrics::gauge!("kiln_schedule_next_fire_timestamp_seconds", "schedule" => schedule.name.clone())
+            .set(next.timestamp() as f64);
+    }
     let mut tx = db.begin().await?;
     let Some(last) = db::schedules::lock_last_tick(&mut *tx, &schedule.name).await? else {
         // Never fired: there is no gap to speak of, only a history that starts now.

@@ -54,7 +54,7 @@ pub async fn relay_once(db: &PgPool, publisher: &Publisher) -> anyhow::Result<us
                       LIMIT $3
                       FOR UPDATE SKIP LOCKED)
          RETURNING id, tenant, kind, payload, status, attempts, max_attempts, last_error,
-                   created_at, published_at, started_at, finished_at",
+                   created_at, published_at, started_at, finished_at, traceparent",
         grace,
         lease,
         BATCH,

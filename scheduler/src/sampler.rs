@@ -78,6 +78,11 @@ async fn export_postgres(db: &PgPool) -> Result<(), sqlx::Error> {
             .map_or(0, |(_, n)| *n);
         metrics::gauge!("kiln_dead_jobs", "kind" => kind.as_str()).set(count as f64);
     }
+    // The worker sets this when it takes a backup; from the table it survives restarts.
+    if let Some(last) = db::backups::list(db).await?.first() {
+        metrics::gauge!("kiln_backup_last_success_timestamp_seconds")
+            .set(last.created_at.timestamp() as f64);
+    }
     Ok(())
 }
 

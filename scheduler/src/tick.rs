@@ -86,5 +86,7 @@ fn new_job(
         kind,
         payload,
         max_attempts: config.max_attempts(kind),
+        // Each tick starts a trace of its own.
+        traceparent: Some(kiln_core::trace_context::TraceContext::root().header()),
     }
 }

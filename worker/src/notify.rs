@@ -11,6 +11,11 @@ use uuid::Uuid;
 
 use crate::Context;
 
+/// The traceparent of an email a job enqueues: the next hop of the job's own trace.
+pub fn trace_of(job_trace: Option<&str>) -> String {
+    kiln_core::trace_context::TraceContext::continue_from(job_trace).header()
+}
+
 /// Which notification.
 #[derive(Debug, Clone, Copy)]
 pub enum MediaOutcome {
@@ -36,6 +41,7 @@ pub async fn media_outcome(
     media: &Media,
     variants: &[db::media::Variant],
     job_id: Uuid,
+    job_trace: Option<&str>,
     outcome: MediaOutcome,
 ) -> Result<Option<Job>, sqlx::Error> {
     let Some(key_id) = media.api_key_id else {
@@ -88,6 +94,7 @@ pub async fn media_outcome(
             kind: JobKind::Email,
             payload: json!(payload),
             max_attempts: ctx.config.max_attempts(JobKind::Email),
+            traceparent: Some(trace_of(job_trace)),
         },
         &dedupe_key,
     )

@@ -50,11 +50,15 @@ pub async fn handle(
             return to_dead_queue(ctx, body, routing_key, &reason).await;
         }
     };
+    // The job continues the trace of the request (or tick) that enqueued it.
+    let trace =
+        kiln_core::trace_context::TraceContext::continue_from(envelope.traceparent.as_deref());
     let span = tracing::info_span!(
         "job",
         job.id = %envelope.id,
         job.kind = envelope.kind.as_str(),
-        attempt = tracing::field::Empty
+        attempt = tracing::field::Empty,
+        trace_id = trace.trace_id,
     );
     run(ctx, &envelope, shutdown).instrument(span).await
 }

@@ -22,6 +22,8 @@ pub struct Job {
     pub published_at: Option<DateTime<Utc>>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// The W3C traceparent of what enqueued it.
+    pub traceparent: Option<String>,
 }
 
 impl Job {
@@ -33,6 +35,7 @@ impl Job {
             attempt: self.attempts + 1,
             enqueued_at: self.created_at,
             payload: self.payload.clone(),
+            traceparent: self.traceparent.clone(),
         })
     }
 }
@@ -45,21 +48,24 @@ pub struct NewJob<'a> {
     pub kind: JobKind,
     pub payload: serde_json::Value,
     pub max_attempts: i32,
+    /// The trace this job continues (see [`crate::trace_context`]).
+    pub traceparent: Option<String>,
 }
 
 /// Inserts a job row; call it inside the transaction of the change that causes the job.
 pub async fn insert(db: impl PgExecutor<'_>, job: &NewJob<'_>) -> Result<Job, sqlx::Error> {
     sqlx::query_as!(
         Job,
-        "INSERT INTO jobs (id, tenant, kind, payload, max_attempts)
-         VALUES ($1, $2, $3, $4, $5)
+        "INSERT INTO jobs (id, tenant, kind, payload, max_attempts, traceparent)
+         VALUES ($1, $2, $3, $4, $5, $6)
          RETURNING id, tenant, kind, payload, status, attempts, max_attempts, last_error,
-                   created_at, published_at, started_at, finished_at",
+                   created_at, published_at, started_at, finished_at, traceparent",
         job.id,
         job.tenant,
         job.kind.as_str(),
         job.payload,
         job.max_attempts,
+        job.traceparent,
     )
     .fetch_one(db)
     .await
@@ -85,7 +91,7 @@ pub async fn find_for_tenant(
     sqlx::query_as!(
         Job,
         "SELECT id, tenant, kind, payload, status, attempts, max_attempts, last_error,
-                created_at, published_at, started_at, finished_at
+                created_at, published_at, started_at, finished_at, traceparent
          FROM jobs WHERE id = $1 AND tenant = $2",
         id,
         tenant,
@@ -99,7 +105,7 @@ pub async fn find(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Job>, sqlx
     sqlx::query_as!(
         Job,
         "SELECT id, tenant, kind, payload, status, attempts, max_attempts, last_error,
-                created_at, published_at, started_at, finished_at
+                created_at, published_at, started_at, finished_at, traceparent
          FROM jobs WHERE id = $1",
         id,
     )
@@ -117,7 +123,7 @@ pub async fn start_attempt(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<J
          SET status = 'running', attempts = attempts + 1, started_at = now(), finished_at = NULL
          WHERE id = $1 AND status IN ('queued', 'failed', 'running')
          RETURNING id, tenant, kind, payload, status, attempts, max_attempts, last_error,
-                   created_at, published_at, started_at, finished_at",
+                   created_at, published_at, started_at, finished_at, traceparent",
         id,
     )
     .fetch_optional(db)
@@ -200,7 +206,7 @@ pub async fn list(
     sqlx::query_as!(
         Job,
         "SELECT id, tenant, kind, payload, status, attempts, max_attempts, last_error,
-                created_at, published_at, started_at, finished_at
+                created_at, published_at, started_at, finished_at, traceparent
          FROM jobs
          WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR kind = $2)
          ORDER BY created_at DESC
@@ -223,7 +229,7 @@ pub async fn revive(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Job>, sq
              started_at = NULL, finished_at = NULL, run_after = now()
          WHERE id = $1 AND status = 'dead'
          RETURNING id, tenant, kind, payload, status, attempts, max_attempts, last_error,
-                   created_at, published_at, started_at, finished_at",
+                   created_at, published_at, started_at, finished_at, traceparent",
         id,
     )
     .fetch_optional(db)
@@ -247,7 +253,7 @@ pub async fn revive_dead(
                       LIMIT $2
                       FOR UPDATE SKIP LOCKED)
          RETURNING id, tenant, kind, payload, status, attempts, max_attempts, last_error,
-                   created_at, published_at, started_at, finished_at",
+                   created_at, published_at, started_at, finished_at, traceparent",
         kind,
         limit,
     )
@@ -293,17 +299,18 @@ pub async fn insert_deduplicated(
 ) -> Result<Option<Job>, sqlx::Error> {
     sqlx::query_as!(
         Job,
-        "INSERT INTO jobs (id, tenant, kind, payload, max_attempts, dedupe_key)
-         VALUES ($1, $2, $3, $4, $5, $6)
+        "INSERT INTO jobs (id, tenant, kind, payload, max_attempts, dedupe_key, traceparent)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (dedupe_key) DO NOTHING
          RETURNING id, tenant, kind, payload, status, attempts, max_attempts, last_error,
-                   created_at, published_at, started_at, finished_at",
+                   created_at, published_at, started_at, finished_at, traceparent",
         job.id,
         job.tenant,
         job.kind.as_str(),
         job.payload,
         job.max_attempts,
         dedupe_key,
+        job.traceparent,
     )
     .fetch_optional(db)
     .await
@@ -314,7 +321,7 @@ pub async fn recent_failures(db: impl PgExecutor<'_>, limit: i64) -> Result<Vec<
     sqlx::query_as!(
         Job,
         "SELECT id, tenant, kind, payload, status, attempts, max_attempts, last_error,
-                created_at, published_at, started_at, finished_at
+                created_at, published_at, started_at, finished_at, traceparent
          FROM jobs
          WHERE status IN ('failed', 'dead') AND last_error IS NOT NULL
          ORDER BY coalesce(finished_at, started_at, created_at) DESC

@@ -156,6 +156,15 @@ impl Publisher {
             properties =
                 properties.with_expiration(ShortString::from(expiration.as_millis().to_string()));
         }
+        if let Some(traceparent) = &envelope.traceparent {
+            // The standard header, for consumers and tools that read it there.
+            let mut headers = FieldTable::default();
+            headers.insert(
+                "traceparent".into(),
+                AMQPValue::LongString(LongString::from(traceparent.as_str())),
+            );
+            properties = properties.with_headers(headers);
+        }
         let result = self
             .confirmed(exchange, envelope.kind.as_str(), &body, properties)
             .await;

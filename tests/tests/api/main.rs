@@ -14,3 +14,4 @@ mod rejections;
 mod s3;
 mod shutdown;
 mod startup;
+mod trace_propagation;

@@ -70,6 +70,7 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
                 kind: JobKind::Email,
                 payload: json!(email),
                 max_attempts: ctx.config.max_attempts(JobKind::Email),
+                traceparent: Some(crate::notify::trace_of(job.traceparent.as_deref())),
             },
             &format!("digest:{}:{}", job.id, recipient.tenant),
         )

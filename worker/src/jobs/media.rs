@@ -120,10 +120,17 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
         error: None,
         ..media
     };
-    let notification =
-        notify::media_outcome(ctx, &mut tx, &ready, &rows, job.id, MediaOutcome::Ready)
-            .await
-            .retry()?;
+    let notification = notify::media_outcome(
+        ctx,
+        &mut tx,
+        &ready,
+        &rows,
+        job.id,
+        job.traceparent.as_deref(),
+        MediaOutcome::Ready,
+    )
+    .await
+    .retry()?;
     tx.commit().await.retry()?;
     ctx.cache
         .invalidate(&ctx.cache.key("media", media_id))
@@ -149,7 +156,16 @@ pub async fn on_dead(
     db::media::mark_failed(&mut *conn, payload.media_id, error).await?;
     let notification = match db::media::find(&mut *conn, payload.media_id).await? {
         Some(media) if media.status == "failed" => {
-            notify::media_outcome(ctx, conn, &media, &[], job.id, MediaOutcome::Failed).await?
+            notify::media_outcome(
+                ctx,
+                conn,
+                &media,
+                &[],
+                job.id,
+                job.traceparent.as_deref(),
+                MediaOutcome::Failed,
+            )
+            .await?
         }
         _ => None,
     };

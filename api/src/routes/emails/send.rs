@@ -15,12 +15,14 @@ use crate::{
     auth::{Caller, scope},
     error::ApiError,
     state::AppState,
+    trace_layer::JobTrace,
 };
 
 /// Accepts an email (202 with the job) for the worker to send over SMTP.
 pub async fn send_email(
     State(state): State<AppState>,
     caller: Caller,
+    JobTrace(trace): JobTrace,
     body: Result<Json<EmailRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     caller.require(scope::EMAIL)?;
@@ -47,6 +49,7 @@ pub async fn send_email(
             kind: JobKind::Email,
             payload: json!(payload),
             max_attempts: state.config.max_attempts(JobKind::Email),
+            traceparent: trace,
         },
     )
     .await?;

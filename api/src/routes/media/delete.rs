@@ -16,12 +16,14 @@ use crate::{
     error::ApiError,
     extract::ApiPath,
     state::AppState,
+    trace_layer::JobTrace,
 };
 
 /// Marks the media deleted and answers 202 with the cleanup job.
 pub async fn delete_media(
     State(state): State<AppState>,
     caller: Caller,
+    JobTrace(trace): JobTrace,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Response, ApiError> {
     caller.require(scope::MEDIA)?;
@@ -37,6 +39,7 @@ pub async fn delete_media(
             kind: JobKind::Cleanup,
             payload: json!({ "media_id": id }),
             max_attempts: state.config.max_attempts(JobKind::Cleanup),
+            traceparent: trace,
         },
     )
     .await?;

@@ -164,6 +164,7 @@ pub async fn upload(
     request: Request,
 ) -> Result<Response, ApiError> {
     caller.require(scope::MEDIA)?;
+    let trace = crate::trace_layer::JobTrace::of(request.extensions()).0;
     let limit = state.config.max_upload_bytes;
     if declared_length(request.headers()).is_some_and(|len| len > limit + MULTIPART_SLACK) {
         // Refused from the header alone, but still drained (within bounds) so the client,
@@ -208,6 +209,7 @@ pub async fn upload(
                 kind: JobKind::Media,
                 payload: json!(MediaPayload { media_id }),
                 max_attempts: state.config.max_attempts(JobKind::Media),
+                traceparent: trace.clone(),
             },
         )
         .await?;
