@@ -62,9 +62,13 @@ enum KeysCommand {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::from_env()?;
-    telemetry::init(config.log_format);
+    let telemetry = telemetry::init(config.log_format, "kiln-api");
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(config).await,
+        Command::Serve => {
+            let served = serve(config).await;
+            telemetry.shutdown().await;
+            served
+        }
         Command::Migrate => {
             db::create_database_if_missing(&config.database_url).await?;
             let pool = db::connect_lazy(&config.database_url, 1)?;

@@ -32,7 +32,7 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::from_env()?;
-    telemetry::init(config.log_format);
+    let _telemetry = telemetry::init(config.log_format, "kiln-scheduler");
     let table = schedule::load(&config.schedules)?;
     let pool = db::connect_lazy(&config.database_url, 4)?;
     let publisher = Publisher::new(config.amqp_url.clone(), "kiln-scheduler", config.topology());

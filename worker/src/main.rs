@@ -7,7 +7,7 @@ use kiln_worker::{Context, consumer};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::from_env()?;
-    telemetry::init(config.log_format);
+    let telemetry = telemetry::init(config.log_format, "kiln-worker");
     let cancel = shutdown::on_signal();
     let metrics_addr = config.metrics_addr.unwrap_or(([127, 0, 0, 1], 9091).into());
     let metrics = telemetry::install_metrics_recorder()?;
@@ -26,5 +26,6 @@ async fn main() -> anyhow::Result<()> {
     consumer::run(ctx, QueueKind::ALL.to_vec(), cancel).await;
     metrics_task.await.ok();
     tracing::info!("worker stopped");
+    telemetry.shutdown().await;
     Ok(())
 }

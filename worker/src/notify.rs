@@ -13,7 +13,9 @@ use crate::Context;
 
 /// The traceparent of an email a job enqueues: the next hop of the job's own trace.
 pub fn trace_of(job_trace: Option<&str>) -> String {
-    kiln_core::trace_context::TraceContext::continue_from(job_trace).header()
+    kiln_core::telemetry::exported_context(&tracing::Span::current())
+        .unwrap_or_else(|| kiln_core::trace_context::TraceContext::continue_from(job_trace))
+        .header()
 }
 
 /// Which notification.

@@ -51,15 +51,24 @@ pub async fn handle(
         }
     };
     // The job continues the trace of the request (or tick) that enqueued it.
-    let trace =
-        kiln_core::trace_context::TraceContext::continue_from(envelope.traceparent.as_deref());
+    let parent = envelope
+        .traceparent
+        .as_deref()
+        .and_then(kiln_core::trace_context::TraceContext::parse);
+    let trace_id = parent.as_ref().map_or_else(
+        || kiln_core::trace_context::TraceContext::root().trace_id,
+        |p| p.trace_id.clone(),
+    );
     let span = tracing::info_span!(
         "job",
         job.id = %envelope.id,
         job.kind = envelope.kind.as_str(),
         attempt = tracing::field::Empty,
-        trace_id = trace.trace_id,
+        trace_id,
     );
+    if let Some(parent) = &parent {
+        kiln_core::telemetry::adopt_parent(&span, parent);
+    }
     run(ctx, &envelope, shutdown).instrument(span).await
 }
 
