@@ -15,7 +15,11 @@ WORKDIR /src
 # sqlx checks queries against the committed .sqlx/ data instead of a live database.
 # aws-lc-sys (pulled in by object_store's S3 client) builds its vendored AWS-LC with cc; never
 # let it probe the image's OpenSSL headers. libwebp-sys builds libwebp from source with cc too,
-# so gcc and make from the base image are all the native tooling needed.
+# so gcc and make from the base image cover those. libjpeg-turbo (turbojpeg-sys) is built from
+# its bundled source with cmake, and nasm for its SIMD code, then linked statically.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends cmake nasm \
+ && rm -rf /var/lib/apt/lists/*
 ENV SQLX_OFFLINE=true \
     AWS_LC_SYS_USE_SYSTEM=0 \
     CARGO_TERM_COLOR=never

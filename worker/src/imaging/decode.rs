@@ -2,7 +2,7 @@
 
 use std::io::Cursor;
 
-use image::{DynamicImage, ImageDecoder, ImageReader, Limits};
+use image::{DynamicImage, ImageDecoder, ImageReader, Limits, metadata::Orientation};
 use kiln_core::image_probe::ImageFormat;
 
 use super::resize::Pixels;
@@ -12,9 +12,30 @@ use super::resize::Pixels;
 #[error("{0}")]
 pub struct DecodeError(pub String);
 
+/// An upright decoded image, possibly smaller than the original (see [`decode_scaled`]).
+pub struct Decoded {
+    pub pixels: Pixels,
+    /// The original's upright dimensions.
+    pub width: u32,
+    pub height: u32,
+}
+
 /// Decodes once, within `max_pixels`, upright, as 8-bit sRGB (RGBA when the image has
 /// transparency). Animated GIFs yield their first frame.
 pub fn decode(data: &[u8], format: ImageFormat, max_pixels: u64) -> Result<Pixels, DecodeError> {
+    decode_scaled(data, format, max_pixels, None).map(|d| d.pixels)
+}
+
+/// Like [`decode`], but a JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) whose upright
+/// width still covers `target_width`: libjpeg-turbo then skips most of the inverse DCT and the
+/// resize starts from far fewer pixels. Other formats, and JPEGs libjpeg-turbo cannot turn into
+/// RGB (CMYK), are decoded whole.
+pub fn decode_scaled(
+    data: &[u8],
+    format: ImageFormat,
+    max_pixels: u64,
+    target_width: Option<u32>,
+) -> Result<Decoded, DecodeError> {
     let fail = |e: image::ImageError| DecodeError(format!("cannot decode image: {e}"));
     if format == ImageFormat::Jpeg && !jpeg_is_complete(data) {
         // The JPEG decoder is lenient and paints missing data grey; a truncated upload must
@@ -39,13 +60,76 @@ pub fn decode(data: &[u8], format: ImageFormat, max_pixels: u64) -> Result<Pixel
     let orientation = decoder.orientation().map_err(fail)?;
     // A broken profile is not worth failing the job over: the pixels are still good.
     let icc = decoder.icc_profile().ok().flatten();
-    let mut image = DynamicImage::from_decoder(decoder).map_err(fail)?;
+    let swaps_axes = matches!(
+        orientation,
+        Orientation::Rotate90
+            | Orientation::Rotate270
+            | Orientation::Rotate90FlipH
+            | Orientation::Rotate270FlipH
+    );
+    let (width, height) = if swaps_axes { (h, w) } else { (w, h) };
+    let scaled = match (format, target_width) {
+        (ImageFormat::Jpeg, Some(target)) => jpeg_scaled(data, width, target)?,
+        _ => None,
+    };
+    let mut image = match scaled {
+        Some(image) => image,
+        None => DynamicImage::from_decoder(decoder).map_err(fail)?,
+    };
     image.apply_orientation(orientation);
     let mut pixels = Pixels::from_dynamic(image);
     if let Some(icc) = icc {
         super::color::to_srgb(&mut pixels, &icc);
     }
-    Ok(pixels)
+    Ok(Decoded {
+        pixels,
+        width,
+        height,
+    })
+}
+
+/// Decodes a JPEG with libjpeg-turbo at the smallest scale whose upright width (`upright_width`
+/// at full scale) still covers `target`; `None` when whole-image decoding is needed instead.
+fn jpeg_scaled(
+    data: &[u8],
+    upright_width: u32,
+    target: u32,
+) -> Result<Option<DynamicImage>, DecodeError> {
+    let fail = |e: turbojpeg::Error| DecodeError(format!("cannot decode image: {e}"));
+    let mut decompressor = turbojpeg::Decompressor::new().map_err(fail)?;
+    let header = decompressor.read_header(data).map_err(fail)?;
+    let colorspace_ok = matches!(
+        header.colorspace,
+        turbojpeg::Colorspace::YCbCr | turbojpeg::Colorspace::Gray | turbojpeg::Colorspace::RGB
+    );
+    if !colorspace_ok || header.is_lossless {
+        return Ok(None);
+    }
+    let target = target.min(upright_width).max(1);
+    // libjpeg-turbo rounds scaled sizes up: ceil(width / denom).
+    let denom = [8u32, 4, 2]
+        .into_iter()
+        .find(|d| upright_width.div_ceil(*d) >= target)
+        .unwrap_or(1);
+    let scale = turbojpeg::ScalingFactor::new(1, denom as usize);
+    decompressor.set_scaling_factor(scale).map_err(fail)?;
+    let scaled = header.scaled(scale);
+    let mut pixels = vec![0u8; 3 * scaled.width * scaled.height];
+    decompressor
+        .decompress(
+            data,
+            turbojpeg::Image {
+                pixels: &mut pixels[..],
+                width: scaled.width,
+                pitch: 3 * scaled.width,
+                height: scaled.height,
+                format: turbojpeg::PixelFormat::RGB,
+            },
+        )
+        .map_err(fail)?;
+    let image = image::RgbImage::from_raw(scaled.width as u32, scaled.height as u32, pixels)
+        .ok_or_else(|| DecodeError("cannot decode image: bad scaled size".into()))?;
+    Ok(Some(DynamicImage::ImageRgb8(image)))
 }
 
 /// Whether the primary image runs to its end-of-image marker. Walks the marker segments from
@@ -132,6 +216,29 @@ mod tests {
         }
         assert!(jpeg_is_complete(&motion));
         assert!(decode(&motion, ImageFormat::Jpeg, 1_000_000).is_ok());
+    }
+
+    #[test]
+    fn a_jpeg_is_decoded_at_the_smallest_scale_that_covers_the_target() {
+        let mut big = Vec::new();
+        image::RgbImage::from_pixel(1000, 600, image::Rgb([10, 200, 10]))
+            .write_to(&mut Cursor::new(&mut big), image::ImageFormat::Jpeg)
+            .expect("encode");
+        let decoded = decode_scaled(&big, ImageFormat::Jpeg, 10_000_000, Some(240)).expect("ok");
+        // 1000 / 4 = 250 covers 240; 1000 / 8 = 125 would not.
+        assert_eq!(
+            (decoded.pixels.width(), decoded.pixels.height()),
+            (250, 150)
+        );
+        assert_eq!(
+            (decoded.width, decoded.height),
+            (1000, 600),
+            "original size kept"
+        );
+        let whole = decode_scaled(&big, ImageFormat::Jpeg, 10_000_000, Some(2000)).expect("ok");
+        assert_eq!(whole.pixels.width(), 1000, "never below the target");
+        let centre = &whole.pixels.bytes()[(300 * 1000 + 500) * 3..][..3];
+        assert!(centre[1] > 180 && centre[0] < 40, "{centre:?}");
     }
 
     #[test]

@@ -1,11 +1,10 @@
 //! Encoding variants. Only pixels are written, so no EXIF, GPS or other metadata leaves Kiln.
 
-use image::{ExtendedColorType, ImageEncoder, codecs::jpeg::JpegEncoder};
-
 use super::resize::Pixels;
 
-/// Baseline JPEG at `quality`; transparency is flattened onto white first.
-pub fn jpeg(pixels: &Pixels, quality: u8) -> Vec<u8> {
+/// Baseline JPEG at `quality` (libjpeg-turbo, SIMD), chroma subsampled 4:2:0 below quality 90
+/// as libvips does; transparency is flattened onto white first.
+pub fn jpeg(pixels: &Pixels, quality: u8) -> Result<Vec<u8>, String> {
     let rgb;
     let data = if pixels.has_alpha() {
         rgb = flatten_on_white(pixels.bytes());
@@ -13,16 +12,26 @@ pub fn jpeg(pixels: &Pixels, quality: u8) -> Vec<u8> {
     } else {
         pixels.bytes()
     };
-    let mut out = Vec::with_capacity(data.len() / 8);
-    JpegEncoder::new_with_quality(&mut out, quality)
-        .write_image(
-            data,
-            pixels.width(),
-            pixels.height(),
-            ExtendedColorType::Rgb8,
-        )
-        .expect("encoding to memory cannot fail for valid dimensions");
-    out
+    let fail = |e: turbojpeg::Error| format!("cannot encode JPEG: {e}");
+    let mut compressor = turbojpeg::Compressor::new().map_err(fail)?;
+    compressor.set_quality(i32::from(quality)).map_err(fail)?;
+    compressor
+        .set_subsamp(if quality < 90 {
+            turbojpeg::Subsamp::Sub2x2
+        } else {
+            turbojpeg::Subsamp::None
+        })
+        .map_err(fail)?;
+    let width = pixels.width() as usize;
+    compressor
+        .compress_to_vec(turbojpeg::Image {
+            pixels: data,
+            width,
+            pitch: 3 * width,
+            height: pixels.height() as usize,
+            format: turbojpeg::PixelFormat::RGB,
+        })
+        .map_err(fail)
 }
 
 /// The largest width or height WebP can store.

@@ -13,7 +13,7 @@ mod resize;
 #[cfg(test)]
 mod tests;
 
-pub use decode::{DecodeError, decode};
+pub use decode::{DecodeError, Decoded, decode, decode_scaled};
 
 use kiln_core::{config::VariantSpec, image_probe::ImageFormat};
 
@@ -52,11 +52,19 @@ pub fn render(
     max_pixels: u64,
     quality: Quality,
 ) -> Result<Rendition, DecodeError> {
-    let image = decode(data, format, max_pixels)?;
-    let (width, height) = (image.width(), image.height());
+    let widest = specs.iter().map(|s| s.width).max();
+    let Decoded {
+        pixels: image,
+        width,
+        height,
+    } = decode_scaled(data, format, max_pixels, widest)?;
     let mut made: Vec<resize::Pixels> = Vec::with_capacity(specs.len());
     let mut files = Vec::with_capacity(specs.len() * 2);
-    for spec in specs {
+    // Largest first, so each smaller variant can be made from a bigger one already resized
+    // (a 2048-wide image is a far cheaper source for 480 than the 16 MP original).
+    let mut order: Vec<&VariantSpec> = specs.iter().collect();
+    order.sort_by_key(|spec| std::cmp::Reverse(spec.width));
+    for spec in order {
         // Never upscale; and stay within what WebP can store (a tall screenshot kept at its
         // full height would not fit).
         let (w, h) = resize::fit_width(width, height, spec.width);
@@ -73,7 +81,7 @@ pub fn render(
             format: "jpeg",
             width: w,
             height: h,
-            bytes: encode::jpeg(&pixels, quality.jpeg),
+            bytes: encode::jpeg(&pixels, quality.jpeg).map_err(DecodeError)?,
         });
         files.push(Rendered {
             name: spec.name.clone(),
