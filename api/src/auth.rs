@@ -18,6 +18,46 @@ pub mod scope {
     pub const ALL: [&str; 3] = [MEDIA, EMAIL, ADMIN];
 }
 
+/// Active keys by hash for a short time, so an authenticated request needs no database round
+/// trip. Only keys that were found are kept: an unknown key always asks Postgres, so a key
+/// works the moment it is created.
+#[derive(Clone)]
+pub struct KeyCache {
+    keys: Option<moka::future::Cache<Vec<u8>, db::api_keys::ApiKey>>,
+}
+
+impl KeyCache {
+    /// A cache whose entries live `ttl` (zero disables it).
+    pub fn new(ttl: std::time::Duration) -> Self {
+        let keys = (!ttl.is_zero()).then(|| {
+            moka::future::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(ttl)
+                .build()
+        });
+        Self { keys }
+    }
+
+    /// The active key with this hash, from the cache or Postgres.
+    pub async fn find(
+        &self,
+        db: &sqlx::PgPool,
+        key_hash: Vec<u8>,
+    ) -> Result<Option<db::api_keys::ApiKey>, sqlx::Error> {
+        let Some(keys) = &self.keys else {
+            return db::api_keys::find_active_by_hash(db, &key_hash).await;
+        };
+        if let Some(found) = keys.get(&key_hash).await {
+            return Ok(Some(found));
+        }
+        let found = db::api_keys::find_active_by_hash(db, &key_hash).await?;
+        if let Some(found) = &found {
+            keys.insert(key_hash, found.clone()).await;
+        }
+        Ok(found)
+    }
+}
+
 /// The SHA-256 of a key, as stored.
 pub fn hash_key(key: &str) -> Vec<u8> {
     Sha256::digest(key.as_bytes()).to_vec()
@@ -70,7 +110,9 @@ impl FromRequestParts<AppState> for Caller {
             header.to_str().ok().and_then(bearer_token).ok_or_else(|| {
                 ApiError::unauthorized("expected Authorization: Bearer <api key>")
             })?;
-        let found = db::api_keys::find_active_by_hash(&state.db, &hash_key(key))
+        let found = state
+            .keys
+            .find(&state.db, hash_key(key))
             .await?
             .ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))?;
         Ok(Self {

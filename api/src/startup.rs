@@ -79,6 +79,7 @@ pub fn build_state(config: Config) -> anyhow::Result<AppState> {
         storage,
         publisher,
         templates,
+        keys: crate::auth::KeyCache::new(config.auth_cache_ttl),
         config: Arc::new(config),
     })
 }

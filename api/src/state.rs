@@ -14,5 +14,7 @@ pub struct AppState {
     pub publisher: Publisher,
     /// Email templates, rendered when an email is accepted.
     pub templates: Templates,
+    /// Active API keys by hash, kept briefly so a request costs no key lookup in Postgres.
+    pub keys: crate::auth::KeyCache,
     pub config: Arc<Config>,
 }

@@ -95,6 +95,9 @@ pub struct Config {
     pub backup_keep_last: usize,
     /// Retention: plus the newest backup of each of the last D days (`KILN_BACKUP_KEEP_DAYS`).
     pub backup_keep_days: u32,
+    /// How long the API trusts a key it looked up (`KILN_AUTH_CACHE_SECS`, 0 = always ask
+    /// Postgres): a revoked key stops working within this long.
+    pub auth_cache_ttl: Duration,
     /// The cleanup job leaves alone files younger than this (`KILN_CLEANUP_GRACE_SECS`), so it
     /// never races an upload that is still being recorded.
     pub cleanup_grace: Duration,
@@ -181,6 +184,12 @@ impl Config {
             max_attempts,
             max_attempts_by_kind,
             retry_delays: parse_delays(&env.string("KILN_RETRY_DELAYS", "1s,5s,30s,2m,10m,1h"))?,
+            auth_cache_ttl: Duration::from_secs(env.bounded(
+                "KILN_AUTH_CACHE_SECS",
+                30,
+                0,
+                3_600,
+            )?),
             cleanup_grace: Duration::from_secs(env.bounded(
                 "KILN_CLEANUP_GRACE_SECS",
                 3_600,
