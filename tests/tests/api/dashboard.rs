@@ -145,8 +145,14 @@ async fn scrape(address: &str) -> String {
 
 #[tokio::test]
 async fn every_process_exports_its_series_and_they_move_when_jobs_run() {
+    let smtp = SmtpServer::start(Mode::Accept).expect("smtp server");
     let app = spawn_app_with(
-        Options::default().env("KILN_SCHEDULES", "every-second|* * * * * *|cleanup|skip"),
+        Options::default()
+            .env(
+                "KILN_SCHEDULES",
+                "every-second|* * * * * *|cleanup|skip;nightly-backup|0 0 3 * * *|backup|once",
+            )
+            .env("KILN_SMTP_URL", smtp.url()),
     )
     .await;
     let worker = app.worker.as_ref().expect("a worker");
@@ -167,6 +173,16 @@ async fn every_process_exports_its_series_and_they_move_when_jobs_run() {
     let id = uploaded.body["id"].as_str().expect("id").to_owned();
     app.wait_for_media(&id).await;
     app.get(&format!("/v1/media/{id}")).await;
+    let email = app
+        .send_email_as(
+            &app.key,
+            &json!({"to": "ann@example.com", "subject": "Hi", "text": "Hello"}),
+        )
+        .await;
+    app.wait_for_job(email.body["job_id"].as_str().expect("job"))
+        .await;
+    let backup = app.enqueue_schedule("nightly-backup");
+    assert_eq!(app.wait_for_job(&backup).await["status"], "succeeded");
 
     let api = app.api_metrics().await;
     for (name, labels) in [
@@ -193,6 +209,11 @@ async fn every_process_exports_its_series_and_they_move_when_jobs_run() {
         ("kiln_job_duration_seconds_count", &["kind=\"media\""][..]),
         ("kiln_job_queue_wait_seconds_count", &["kind=\"media\""][..]),
         ("kiln_resize_seconds_count", &["variant=\"thumb\""][..]),
+        ("kiln_email_send_seconds_count", &["outcome=\"sent\""][..]),
+        ("kiln_emails_total", &["outcome=\"sent\""][..]),
+        ("kiln_backup_duration_seconds_count", &[][..]),
+        ("kiln_backup_size_bytes", &[][..]),
+        ("kiln_backup_last_success_timestamp_seconds", &[][..]),
     ] {
         assert!(
             metric_value(&worker_text, name, labels) >= 1.0,
