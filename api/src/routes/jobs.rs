@@ -53,3 +53,20 @@ pub async fn get_job(
         finished_at: job.finished_at,
     }))
 }
+
+/// 202 Accepted with `body` and `Location: /v1/jobs/{job_id}`, for requests answered by a job.
+pub fn accepted(
+    job_id: Uuid,
+    body: serde_json::Value,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::{http::header, response::IntoResponse};
+    let location = format!("/v1/jobs/{job_id}")
+        .parse::<axum::http::HeaderValue>()
+        .map_err(ApiError::internal)?;
+    Ok((
+        axum::http::StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(body),
+    )
+        .into_response())
+}

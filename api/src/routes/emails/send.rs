@@ -3,8 +3,8 @@
 use axum::{
     Json,
     extract::{State, rejection::JsonRejection},
-    http::{StatusCode, header},
-    response::{IntoResponse, Response},
+    http::StatusCode,
+    response::Response,
 };
 use kiln_core::{db, jobs::JobKind, telemetry::mask_email};
 use serde_json::json;
@@ -58,16 +58,5 @@ pub async fn send_email(
     metrics::counter!("kiln_jobs_enqueued_total", "kind" => JobKind::Email.as_str()).increment(1);
     tracing::info!(job.id = %job.id, to = first, recipients, "email accepted");
 
-    let mut response = (
-        StatusCode::ACCEPTED,
-        Json(json!({ "job_id": job.id, "status": job.status })),
-    )
-        .into_response();
-    response.headers_mut().insert(
-        header::LOCATION,
-        format!("/v1/jobs/{}", job.id)
-            .parse()
-            .map_err(ApiError::internal)?,
-    );
-    Ok(response)
+    super::super::jobs::accepted(job.id, json!({ "job_id": job.id, "status": job.status }))
 }

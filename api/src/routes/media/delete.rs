@@ -1,12 +1,7 @@
 //! `DELETE /v1/media/{id}`: the media disappears from the API at once; its files are removed by
 //! a `cleanup` job enqueued in the same transaction, so a crash cannot forget them.
 
-use axum::{
-    Json,
-    extract::State,
-    http::{StatusCode, header},
-    response::{IntoResponse, Response},
-};
+use axum::{extract::State, response::Response};
 use kiln_core::{db, jobs::JobKind};
 use serde_json::json;
 use uuid::Uuid;
@@ -49,16 +44,8 @@ pub async fn delete_media(
     metrics::counter!("kiln_jobs_enqueued_total", "kind" => JobKind::Cleanup.as_str()).increment(1);
     tracing::info!(media.id = %id, job.id = %job.id, "media deleted; file removal enqueued");
 
-    let mut response = (
-        StatusCode::ACCEPTED,
-        Json(json!({ "id": id, "status": "deleted", "job_id": job.id })),
+    super::super::jobs::accepted(
+        job.id,
+        json!({ "id": id, "status": "deleted", "job_id": job.id }),
     )
-        .into_response();
-    response.headers_mut().insert(
-        header::LOCATION,
-        format!("/v1/jobs/{}", job.id)
-            .parse()
-            .map_err(ApiError::internal)?,
-    );
-    Ok(response)
 }
