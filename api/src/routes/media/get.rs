@@ -1,9 +1,13 @@
 //! `GET /v1/media/{id}`.
 
-use axum::{Json, extract::State};
+use axum::{
+    extract::State,
+    http::{HeaderValue, header},
+    response::{IntoResponse, Response},
+};
 use uuid::Uuid;
 
-use super::view::{MediaView, load};
+use super::view::load;
 use crate::{
     auth::{Caller, scope},
     error::ApiError,
@@ -16,7 +20,15 @@ pub async fn get_media(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
-) -> Result<Json<MediaView>, ApiError> {
+) -> Result<Response, ApiError> {
     caller.require(scope::MEDIA)?;
-    Ok(Json(load(&state, id, &caller.tenant).await?.view))
+    let media = load(&state, id, &caller.tenant).await?;
+    // The cached view is already the response's JSON.
+    let body = String::from(Box::<str>::from(media.view));
+    let mut response = body.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
 }

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use kiln_core::db;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::{error::ApiError, state::AppState};
@@ -35,10 +36,14 @@ pub struct VariantView {
 }
 
 /// What the cache holds for a media: the view plus what authorization and downloads need.
+///
+/// The view is kept as the JSON the API answers with, so a cached read copies it out instead
+/// of decoding and re-encoding it (the hot path of `GET /v1/media/{id}`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CachedMedia {
     pub tenant: String,
-    pub view: MediaView,
+    pub deleted: bool,
+    pub view: Box<RawValue>,
     /// Storage keys by (name, format), so downloads need no database read.
     pub files: Vec<(String, String, String)>,
 }
@@ -70,22 +75,24 @@ impl CachedMedia {
                 bytes: v.bytes,
             })
             .collect();
+        let view = MediaView {
+            id: media.id,
+            status: media.status,
+            content_type: media.content_type,
+            bytes: media.bytes,
+            sha256: media.sha256,
+            width: media.width,
+            height: media.height,
+            error: media.error,
+            variants,
+            created_at: media.created_at,
+            updated_at: media.updated_at,
+        };
         Self {
             tenant: media.tenant,
+            deleted: view.status == "deleted",
             files,
-            view: MediaView {
-                id: media.id,
-                status: media.status,
-                content_type: media.content_type,
-                bytes: media.bytes,
-                sha256: media.sha256,
-                width: media.width,
-                height: media.height,
-                error: media.error,
-                variants,
-                created_at: media.created_at,
-                updated_at: media.updated_at,
-            },
+            view: serde_json::value::to_raw_value(&view).expect("a media view serializes"),
         }
     }
 }
@@ -105,7 +112,7 @@ pub async fn load(state: &AppState, id: Uuid, tenant: &str) -> Result<CachedMedi
         .await?;
     match cached {
         // A deleted media is gone for its owner too, even while its files still exist.
-        Some(media) if media.tenant == tenant && media.view.status != "deleted" => Ok(media),
+        Some(media) if media.tenant == tenant && !media.deleted => Ok(media),
         _ => Err(ApiError::not_found("media")),
     }
 }
