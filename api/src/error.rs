@@ -116,9 +116,21 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<kiln_core::db::job_writes::WriteError> for ApiError {
+    fn from(error: kiln_core::db::job_writes::WriteError) -> Self {
+        Self::from(error.database_error())
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
-        if database_unavailable(&error) {
+        Self::from(&error)
+    }
+}
+
+impl From<&sqlx::Error> for ApiError {
+    fn from(error: &sqlx::Error) -> Self {
+        if database_unavailable(error) {
             tracing::warn!(%error, "postgres unavailable");
             return Self::unavailable(
                 "database_unavailable",

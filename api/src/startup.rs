@@ -74,6 +74,7 @@ pub fn build_state(config: Config) -> anyhow::Result<AppState> {
     let templates = kiln_core::templates::Templates::load(config.email_templates.as_deref())
         .context("KILN_EMAIL_TEMPLATES")?;
     Ok(AppState {
+        writes: kiln_core::db::job_writes::JobWrites::spawn(db.clone()),
         db,
         cache,
         storage,

@@ -9,6 +9,8 @@ use sqlx::PgPool;
 #[derive(Clone)]
 pub struct AppState {
     pub db: PgPool,
+    /// Batched `published_at` records (group commit under load).
+    pub writes: kiln_core::db::job_writes::JobWrites,
     pub cache: Cache,
     pub storage: Storage,
     pub publisher: Publisher,

@@ -135,6 +135,7 @@ impl Config {
                 crate::jobs::JobKind::Backup => "KILN_MAX_ATTEMPTS_BACKUP",
                 crate::jobs::JobKind::Cleanup => "KILN_MAX_ATTEMPTS_CLEANUP",
                 crate::jobs::JobKind::Digest => "KILN_MAX_ATTEMPTS_DIGEST",
+                crate::jobs::JobKind::Noop => "KILN_MAX_ATTEMPTS_NOOP",
             };
             max_attempts_by_kind.push((kind, env.bounded(var, max_attempts, 1, 100)?));
         }

@@ -21,16 +21,20 @@ pub enum JobKind {
     Cleanup,
     /// Email each opted-in tenant a summary of the last day.
     Digest,
+    /// Does nothing but succeed: measures the queue itself (`bench/queue.sh`) and checks that
+    /// the whole loop (row, message, worker, status) works.
+    Noop,
 }
 
 impl JobKind {
     /// Every kind, for declaring bindings.
-    pub const ALL: [JobKind; 5] = [
+    pub const ALL: [JobKind; 6] = [
         Self::Media,
         Self::Email,
         Self::Backup,
         Self::Cleanup,
         Self::Digest,
+        Self::Noop,
     ];
 
     /// The stored and routed name.
@@ -41,6 +45,7 @@ impl JobKind {
             Self::Backup => "backup",
             Self::Cleanup => "cleanup",
             Self::Digest => "digest",
+            Self::Noop => "noop",
         }
     }
 
@@ -51,7 +56,7 @@ impl JobKind {
             Self::Media => QueueKind::Media,
             Self::Email => QueueKind::Email,
             Self::Backup => QueueKind::Backup,
-            Self::Cleanup | Self::Digest => QueueKind::Maintenance,
+            Self::Cleanup | Self::Digest | Self::Noop => QueueKind::Maintenance,
         }
     }
 }

@@ -16,9 +16,7 @@ use kiln_core::{
 use lapin::{
     Channel, Connection,
     message::Delivery,
-    options::{
-        BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
-    },
+    options::{BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions},
     types::FieldTable,
 };
 use rand::Rng;
@@ -26,11 +24,12 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     Context,
+    acks::Acks,
     runner::{self, Settle},
 };
 
 /// Time allowed to settle one message with the broker.
-const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Consumes `queues` until `shutdown` fires, then drains in-flight jobs.
 pub async fn run(ctx: Context, queues: Vec<QueueKind>, shutdown: CancellationToken) {
@@ -115,6 +114,7 @@ async fn consume(
     }
     // Consuming again: the next loss starts its backoff from the shortest delay.
     *failures = 0;
+    let acks = Acks::spawn();
     let mut deliveries = futures::stream::select_all(streams.iter().cloned());
     loop {
         tokio::select! {
@@ -124,8 +124,10 @@ async fn consume(
             }
             next = deliveries.next() => match next {
                 Some(Ok(delivery)) => {
+                    acks.delivered(delivery.delivery_tag);
                     let ctx = ctx.clone();
                     let shutdown = shutdown.clone();
+                    let acks = acks.clone();
                     tracker.spawn(async move {
                         let settle = runner::handle(
                             &ctx,
@@ -134,7 +136,7 @@ async fn consume(
                             &shutdown,
                         )
                         .await;
-                        settle_message(&delivery, settle).await;
+                        settle_message(&delivery, settle, &acks).await;
                     });
                 }
                 Some(Err(error)) => return Err(error.into()),
@@ -155,30 +157,23 @@ async fn stop_consuming(channel: &Channel, streams: &[lapin::Consumer]) {
     }
 }
 
-async fn settle_message(delivery: &Delivery, settle: Settle) {
-    let acker = &delivery.acker;
-    let result = tokio::time::timeout(SETTLE_TIMEOUT, async {
-        match settle {
-            Settle::Ack => acker.ack(BasicAckOptions::default()).await,
-            Settle::DeadLetter => {
-                acker
-                    .nack(BasicNackOptions {
-                        requeue: false,
-                        ..BasicNackOptions::default()
-                    })
-                    .await
-            }
-            Settle::Requeue => {
-                acker
-                    .nack(BasicNackOptions {
-                        requeue: true,
-                        ..BasicNackOptions::default()
-                    })
-                    .await
-            }
+async fn settle_message(delivery: &Delivery, settle: Settle, acks: &Acks) {
+    let requeue = match settle {
+        Settle::Ack => {
+            return acks
+                .ack(delivery.delivery_tag, delivery.acker.clone())
+                .await;
         }
-    })
-    .await;
+        Settle::DeadLetter => false,
+        Settle::Requeue => true,
+    };
+    let nack = delivery.acker.nack(BasicNackOptions {
+        requeue,
+        ..BasicNackOptions::default()
+    });
+    let result = tokio::time::timeout(SETTLE_TIMEOUT, nack).await;
+    // Sent (or failed) either way: acks of later deliveries no longer wait for this one.
+    acks.settled(delivery.delivery_tag);
     match result {
         Ok(Ok(_)) => {}
         // The job row already holds the outcome; the broker will redeliver and the row makes

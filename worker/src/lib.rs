@@ -2,6 +2,7 @@
 //!
 //! - [`consumer`]: the delivery loop: connect, consume with prefetch = concurrency, reconnect
 //!   with backoff, drain on shutdown.
+//! - [`acks`]: acks coalesced with `multiple`, never covering a job still running.
 //! - [`runner`]: one delivery, start to finish: load the row, run the handler behind a panic
 //!   boundary and a timeout, record the outcome, then ack, retry or dead-letter.
 //! - [`jobs`]: one module per job kind, and the `Retry`/`Abort` classification of failures.
@@ -9,6 +10,7 @@
 //! - [`imaging`]: decode, resize and encode, pure CPU work.
 //! - [`cpu`]: the bounded pool that CPU work runs on, off the async runtime.
 
+pub mod acks;
 pub mod consumer;
 pub mod cpu;
 pub mod imaging;
@@ -18,7 +20,10 @@ pub mod runner;
 
 use std::sync::Arc;
 
-use kiln_core::{Config, cache::Cache, queue::Publisher, storage::Storage, templates::Templates};
+use kiln_core::{
+    Config, cache::Cache, db::job_writes::JobWrites, queue::Publisher, storage::Storage,
+    templates::Templates,
+};
 use lettre::{AsyncSmtpTransport, Tokio1Executor, message::Mailbox};
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
@@ -27,6 +32,8 @@ use sqlx::PgPool;
 #[derive(Clone)]
 pub struct Context {
     pub db: PgPool,
+    /// The hot path's single-row job writes (start, success, publish record), group-committed.
+    pub writes: JobWrites,
     pub cache: Cache,
     pub storage: Storage,
     /// Publishes retries (to the delay ladder) and dead messages (with their reason).
@@ -72,6 +79,7 @@ impl Context {
         let templates =
             Templates::load(config.email_templates.as_deref()).context("KILN_EMAIL_TEMPLATES")?;
         Ok(Self {
+            writes: JobWrites::spawn(db.clone()),
             db,
             templates,
             cache,

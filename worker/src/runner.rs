@@ -74,7 +74,7 @@ pub async fn handle(
 
 async fn run(ctx: &Context, envelope: &Envelope, shutdown: &CancellationToken) -> Settle {
     let kind = envelope.kind;
-    let job = match db::jobs::start_attempt(&ctx.db, envelope.id).await {
+    let job = match ctx.writes.start_attempt(envelope.id).await {
         Ok(Some(job)) => job,
         Ok(None) => return settle_unstartable(ctx, envelope).await,
         Err(error) => {
@@ -219,6 +219,7 @@ async fn dispatch(ctx: &Context, kind: JobKind, job: &Job) -> Result<(), JobErro
         JobKind::Backup => jobs::backup::run(ctx, job).await,
         JobKind::Cleanup => jobs::cleanup::run(ctx, job).await,
         JobKind::Digest => jobs::digest::run(ctx, job).await,
+        JobKind::Noop => jobs::noop::run(ctx, job).await,
     }
 }
 
@@ -248,7 +249,7 @@ async fn bury(ctx: &Context, kind: JobKind, job: &Job, error: &str) -> Settle {
                 ctx.cache.invalidate(&key).await;
             }
             if let Some(email) = after.publish {
-                kiln_core::queue::publish_committed(&ctx.db, &ctx.publisher, &email).await;
+                kiln_core::queue::publish_committed(&ctx.writes, &ctx.publisher, &email).await;
             }
             metrics::counter!("kiln_jobs_dead_total", "kind" => kind.as_str()).increment(1);
             let body = job

@@ -13,6 +13,6 @@ mod publisher;
 mod topology;
 
 pub use connection::{AmqpError, connect};
-pub use outbox::publish_committed;
+pub use outbox::{RecordPublished, publish_committed};
 pub use publisher::{Publisher, QueueStats};
 pub use topology::{Topology, declare};

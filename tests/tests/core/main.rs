@@ -1,3 +1,4 @@
 //! kiln-core's building blocks against the real services they wrap.
 
 mod cache;
+mod job_writes;

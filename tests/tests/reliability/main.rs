@@ -3,6 +3,7 @@
 //! runs the real binaries against the real services and prints its numbers.
 
 mod admin;
+mod batching;
 mod crash;
 mod cron;
 mod poison;

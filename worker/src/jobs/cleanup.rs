@@ -65,7 +65,8 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
         staging_files = removed.staging_files,
         "cleanup done"
     );
-    db::jobs::mark_succeeded(&ctx.db, job.id, job.attempts)
+    ctx.writes
+        .mark_succeeded(job.id, job.attempts)
         .await
         .retry()?;
     Ok(())

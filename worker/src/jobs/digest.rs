@@ -77,13 +77,14 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
         .await
         .retry()?;
         if let Some(email) = inserted {
-            kiln_core::queue::publish_committed(&ctx.db, &ctx.publisher, &email).await;
+            kiln_core::queue::publish_committed(&ctx.writes, &ctx.publisher, &email).await;
             sent += 1;
         }
     }
     metrics::counter!("kiln_notifications_enqueued_total", "template" => "digest").increment(sent);
     tracing::info!(tenants = recipients.len(), sent, %since, %until, "digest enqueued");
-    db::jobs::mark_succeeded(&ctx.db, job.id, job.attempts)
+    ctx.writes
+        .mark_succeeded(job.id, job.attempts)
         .await
         .retry()?;
     Ok(())

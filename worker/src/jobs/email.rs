@@ -6,11 +6,7 @@
 //! the job, so if a crash between the server's "250 OK" and our commit makes a retry send it
 //! again, receivers can recognise the duplicate.
 
-use kiln_core::{
-    db::{self, jobs::Job},
-    jobs::EmailPayload,
-    telemetry::mask_email,
-};
+use kiln_core::{db::jobs::Job, jobs::EmailPayload, telemetry::mask_email};
 use lettre::{
     AsyncTransport, Message,
     message::{Mailbox, MultiPart, SinglePart, header::ContentType},
@@ -80,7 +76,9 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
             return Err(JobError::Retry(format!("SMTP: {error}")));
         }
     }
-    if !db::jobs::mark_succeeded(&ctx.db, job.id, job.attempts)
+    if !ctx
+        .writes
+        .mark_succeeded(job.id, job.attempts)
         .await
         .retry()?
     {

@@ -136,7 +136,7 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
         .invalidate(&ctx.cache.key("media", media_id))
         .await;
     if let Some(email) = notification {
-        kiln_core::queue::publish_committed(&ctx.db, &ctx.publisher, &email).await;
+        kiln_core::queue::publish_committed(&ctx.writes, &ctx.publisher, &email).await;
     }
     tracing::info!(media.id = %media_id, variants = rows.len(), "media ready");
     Ok(())

@@ -5,6 +5,7 @@ pub mod cleanup;
 pub mod digest;
 pub mod email;
 pub mod media;
+pub mod noop;
 
 use std::time::Duration;
 
@@ -44,5 +45,6 @@ pub fn timeout(kind: JobKind) -> Duration {
         JobKind::Backup => Duration::from_secs(3600),
         JobKind::Cleanup => Duration::from_secs(600),
         JobKind::Digest => Duration::from_secs(300),
+        JobKind::Noop => Duration::from_secs(60),
     }
 }

@@ -234,7 +234,7 @@ async fn revive(state: &AppState, target: Target) -> Result<Vec<Job>, ApiError> 
     }
     for job in &jobs {
         tracing::info!(job.id = %job.id, job.kind = job.kind, "dead job retried by an operator");
-        kiln_core::queue::publish_committed(&state.db, &state.publisher, job).await;
+        kiln_core::queue::publish_committed(&state.writes, &state.publisher, job).await;
     }
     Ok(jobs)
 }

@@ -41,20 +41,20 @@ pub async fn send_email(
         .map(|a| mask_email(a))
         .unwrap_or_default();
 
-    let job = db::jobs::insert(
-        &state.db,
-        &db::jobs::NewJob {
+    // Alone in its transaction: group-committed with other emails accepted meanwhile.
+    let job = state
+        .writes
+        .insert(&db::jobs::NewJob {
             id: Uuid::now_v7(),
             tenant: Some(&caller.tenant),
             kind: JobKind::Email,
             payload: json!(payload),
             max_attempts: state.config.max_attempts(JobKind::Email),
             traceparent: trace,
-        },
-    )
-    .await?;
+        })
+        .await?;
     // Committed: from here the email will be sent, by this publish or by the relay.
-    kiln_core::queue::publish_committed(&state.db, &state.publisher, &job).await;
+    kiln_core::queue::publish_committed(&state.writes, &state.publisher, &job).await;
     metrics::counter!("kiln_jobs_enqueued_total", "kind" => JobKind::Email.as_str()).increment(1);
     tracing::info!(job.id = %job.id, to = first, recipients, "email accepted");
 

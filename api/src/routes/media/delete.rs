@@ -40,7 +40,7 @@ pub async fn delete_media(
     .await?;
     tx.commit().await?;
     state.cache.invalidate(&state.cache.key("media", id)).await;
-    kiln_core::queue::publish_committed(&state.db, &state.publisher, &job).await;
+    kiln_core::queue::publish_committed(&state.writes, &state.publisher, &job).await;
     metrics::counter!("kiln_jobs_enqueued_total", "kind" => JobKind::Cleanup.as_str()).increment(1);
     tracing::info!(media.id = %id, job.id = %job.id, "media deleted; file removal enqueued");
 

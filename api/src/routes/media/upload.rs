@@ -243,7 +243,7 @@ pub async fn upload(
 
     // The job is committed: from here on nothing the client sent can be lost. If the broker is
     // down the row stays unpublished and the outbox relay sends it later.
-    kiln_core::queue::publish_committed(&state.db, &state.publisher, &job).await;
+    kiln_core::queue::publish_committed(&state.writes, &state.publisher, &job).await;
     metrics::counter!("kiln_jobs_enqueued_total", "kind" => JobKind::Media.as_str()).increment(1);
     tracing::info!(media.id = %media_id, job.id = %job_id, bytes = received.bytes, "upload accepted");
 

@@ -1,0 +1,294 @@
+//! Group commit for the per-job status writes on the hot path.
+//!
+//! Every job costs a few single-row writes: its insert when nothing else shares its transaction
+//! (an email), `published_at` once the broker confirmed its message, `running` when a worker starts an attempt, `succeeded` when a handler with nothing
+//! else to commit is done. Alone, each is a statement and a commit; at thousands of jobs per
+//! second those round trips, not the rows, are the limit. [`JobWrites`] hands them to one task
+//! that writes everything requested while its previous round was in flight as one statement per
+//! kind of write: under load a round carries many rows, when idle a write goes at once.
+//!
+//! Batching changes no outcome: each row keeps its own condition (the same as
+//! [`super::jobs::start_attempt`], [`super::jobs::mark_succeeded`],
+//! [`super::jobs::mark_published`]) and each caller gets its own row's answer. A round's rows
+//! are locked in id order, so rounds of different processes never deadlock on each other.
+//! Inserts of one round commit together: a caller's job is committed when its answer arrives.
+
+use std::{collections::HashMap, sync::Arc};
+
+use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use super::jobs::{Job, NewJob};
+
+/// Rows per statement at most; more requests wait for the next round.
+const MAX_ROUND: usize = 512;
+
+/// A round's failure, shared by every request in it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(transparent)]
+pub struct WriteError(Arc<sqlx::Error>);
+
+impl WriteError {
+    /// The database's error, for callers that classify it (unavailable or not).
+    pub fn database_error(&self) -> &sqlx::Error {
+        &self.0
+    }
+}
+
+impl From<sqlx::Error> for WriteError {
+    fn from(error: sqlx::Error) -> Self {
+        Self(Arc::new(error))
+    }
+}
+
+/// A [`NewJob`] that can wait in a round.
+struct OwnedNewJob {
+    id: Uuid,
+    tenant: Option<String>,
+    kind: &'static str,
+    payload: serde_json::Value,
+    max_attempts: i32,
+    traceparent: Option<String>,
+}
+
+/// Where one request's answer goes.
+type Reply<T> = oneshot::Sender<Result<T, WriteError>>;
+
+enum Request {
+    Insert(OwnedNewJob, Reply<Job>),
+    Start(Uuid, Reply<Option<Job>>),
+    Succeed(Uuid, i32, Reply<bool>),
+    Published(Uuid, Reply<()>),
+}
+
+/// The batching writer; cheap to clone. Its task lives as long as any clone.
+#[derive(Clone)]
+pub struct JobWrites {
+    requests: mpsc::Sender<Request>,
+}
+
+impl JobWrites {
+    /// Starts the writer's task on the current runtime.
+    pub fn spawn(db: PgPool) -> Self {
+        let (requests, receiver) = mpsc::channel(4 * MAX_ROUND);
+        tokio::spawn(run(db, receiver));
+        Self { requests }
+    }
+
+    /// [`super::jobs::insert`] in a transaction of its own, batched: for jobs enqueued alone.
+    pub async fn insert(&self, job: &NewJob<'_>) -> Result<Job, WriteError> {
+        let job = OwnedNewJob {
+            id: job.id,
+            tenant: job.tenant.map(str::to_owned),
+            kind: job.kind.as_str(),
+            payload: job.payload.clone(),
+            max_attempts: job.max_attempts,
+            traceparent: job.traceparent.clone(),
+        };
+        self.ask(|reply| Request::Insert(job, reply)).await
+    }
+
+    /// [`super::jobs::start_attempt`], batched.
+    pub async fn start_attempt(&self, id: Uuid) -> Result<Option<Job>, WriteError> {
+        self.ask(|reply| Request::Start(id, reply)).await
+    }
+
+    /// [`super::jobs::mark_succeeded`], batched.
+    pub async fn mark_succeeded(&self, id: Uuid, attempt: i32) -> Result<bool, WriteError> {
+        self.ask(|reply| Request::Succeed(id, attempt, reply)).await
+    }
+
+    /// [`super::jobs::mark_published`], batched.
+    pub async fn mark_published(&self, id: Uuid) -> Result<(), WriteError> {
+        self.ask(|reply| Request::Published(id, reply)).await
+    }
+
+    async fn ask<T>(&self, request: impl FnOnce(Reply<T>) -> Request) -> Result<T, WriteError> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || WriteError::from(sqlx::Error::PoolClosed);
+        self.requests
+            .send(request(reply))
+            .await
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+async fn run(db: PgPool, mut receiver: mpsc::Receiver<Request>) {
+    let mut round = Vec::with_capacity(MAX_ROUND);
+    let mut deferred = Vec::new();
+    loop {
+        round.append(&mut deferred);
+        if round.is_empty() {
+            if receiver.recv_many(&mut round, MAX_ROUND).await == 0 {
+                return; // every JobWrites is dropped
+            }
+        } else {
+            while round.len() < MAX_ROUND {
+                match receiver.try_recv() {
+                    Ok(request) => round.push(request),
+                    Err(_) => break,
+                }
+            }
+        }
+        let (mut starts, mut succeeds, mut published) = (Vec::new(), Vec::new(), Vec::new());
+        let mut inserts = Vec::new();
+        for request in round.drain(..) {
+            match request {
+                // Two messages of one job in one round: the second waits for the next round,
+                // so each start is its own attempt, as if they had come one after the other.
+                Request::Start(id, reply) if starts.iter().any(|(i, _)| *i == id) => {
+                    deferred.push(Request::Start(id, reply));
+                }
+                Request::Start(id, reply) => starts.push((id, reply)),
+                Request::Insert(job, reply) => inserts.push((job, reply)),
+                Request::Succeed(id, attempt, reply) => succeeds.push((id, attempt, reply)),
+                Request::Published(id, reply) => published.push((id, reply)),
+            }
+        }
+        tokio::join!(
+            insert_round(&db, inserts),
+            start_round(&db, starts),
+            succeed_round(&db, succeeds),
+            published_round(&db, published),
+        );
+    }
+}
+
+async fn insert_round(db: &PgPool, requests: Vec<(OwnedNewJob, Reply<Job>)>) {
+    if requests.is_empty() {
+        return;
+    }
+    let jobs = || requests.iter().map(|(job, _)| job);
+    let ids: Vec<Uuid> = jobs().map(|j| j.id).collect();
+    let tenants: Vec<Option<String>> = jobs().map(|j| j.tenant.clone()).collect();
+    let kinds: Vec<String> = jobs().map(|j| j.kind.to_owned()).collect();
+    let payloads: Vec<serde_json::Value> = jobs().map(|j| j.payload.clone()).collect();
+    let max_attempts: Vec<i32> = jobs().map(|j| j.max_attempts).collect();
+    let traceparents: Vec<Option<String>> = jobs().map(|j| j.traceparent.clone()).collect();
+    let inserted = sqlx::query_as!(
+        Job,
+        "INSERT INTO jobs (id, tenant, kind, payload, max_attempts, traceparent)
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int4[],
+                              $6::text[])
+         RETURNING id, tenant, kind, payload, status, attempts, max_attempts, last_error,
+                   created_at, published_at, started_at, finished_at, traceparent",
+        &ids,
+        &tenants as &[Option<String>],
+        &kinds,
+        &payloads,
+        &max_attempts,
+        &traceparents as &[Option<String>],
+    )
+    .fetch_all(db)
+    .await;
+    match inserted {
+        Ok(rows) => {
+            let mut rows: HashMap<Uuid, Job> = rows.into_iter().map(|j| (j.id, j)).collect();
+            for (job, reply) in requests {
+                let answer = rows
+                    .remove(&job.id)
+                    .ok_or_else(|| WriteError::from(sqlx::Error::RowNotFound));
+                let _ = reply.send(answer);
+            }
+        }
+        Err(error) => {
+            let error = WriteError::from(error);
+            for (_, reply) in requests {
+                let _ = reply.send(Err(error.clone()));
+            }
+        }
+    }
+}
+
+async fn start_round(db: &PgPool, requests: Vec<(Uuid, Reply<Option<Job>>)>) {
+    if requests.is_empty() {
+        return;
+    }
+    let ids: Vec<Uuid> = requests.iter().map(|(id, _)| *id).collect();
+    let started = sqlx::query_as!(
+        Job,
+        "UPDATE jobs
+         SET status = 'running', attempts = attempts + 1, started_at = now(), finished_at = NULL
+         WHERE id IN (SELECT id FROM jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE)
+           AND status IN ('queued', 'failed', 'running')
+         RETURNING id, tenant, kind, payload, status, attempts, max_attempts, last_error,
+                   created_at, published_at, started_at, finished_at, traceparent",
+        &ids,
+    )
+    .fetch_all(db)
+    .await;
+    match started {
+        Ok(rows) => {
+            let mut rows: HashMap<Uuid, Job> = rows.into_iter().map(|j| (j.id, j)).collect();
+            for (id, reply) in requests {
+                let _ = reply.send(Ok(rows.remove(&id)));
+            }
+        }
+        Err(error) => answer_all(requests, error),
+    }
+}
+
+async fn succeed_round(db: &PgPool, requests: Vec<(Uuid, i32, Reply<bool>)>) {
+    if requests.is_empty() {
+        return;
+    }
+    let ids: Vec<Uuid> = requests.iter().map(|(id, ..)| *id).collect();
+    let attempts: Vec<i32> = requests.iter().map(|(_, attempt, _)| *attempt).collect();
+    let done = sqlx::query_scalar!(
+        "UPDATE jobs SET status = 'succeeded', last_error = NULL, finished_at = now()
+         FROM unnest($1::uuid[], $2::int4[]) AS current(id, attempt)
+         WHERE jobs.id IN (SELECT id FROM jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE)
+           AND jobs.id = current.id AND jobs.status = 'running'
+           AND jobs.attempts = current.attempt
+         RETURNING jobs.id",
+        &ids,
+        &attempts,
+    )
+    .fetch_all(db)
+    .await;
+    match done {
+        Ok(done) => {
+            for (id, _, reply) in requests {
+                let _ = reply.send(Ok(done.contains(&id)));
+            }
+        }
+        Err(error) => {
+            let error = WriteError::from(error);
+            for (.., reply) in requests {
+                let _ = reply.send(Err(error.clone()));
+            }
+        }
+    }
+}
+
+async fn published_round(db: &PgPool, requests: Vec<(Uuid, Reply<()>)>) {
+    if requests.is_empty() {
+        return;
+    }
+    let ids: Vec<Uuid> = requests.iter().map(|(id, _)| *id).collect();
+    let marked = sqlx::query!(
+        "UPDATE jobs SET published_at = now()
+         WHERE id IN (SELECT id FROM jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE)
+           AND published_at IS NULL",
+        &ids,
+    )
+    .execute(db)
+    .await;
+    match marked {
+        Ok(_) => {
+            for (_, reply) in requests {
+                let _ = reply.send(Ok(()));
+            }
+        }
+        Err(error) => answer_all(requests, error),
+    }
+}
+
+fn answer_all<T>(requests: Vec<(Uuid, Reply<T>)>, error: sqlx::Error) {
+    let error = WriteError::from(error);
+    for (_, reply) in requests {
+        let _ = reply.send(Err(error.clone()));
+    }
+}

@@ -1,0 +1,133 @@
+//! The batched job writes against a real Postgres: each request gets its own row's answer, with
+//! the same conditions as the single-row writes, however many share a round.
+
+use kiln_core::{
+    db::{
+        self,
+        job_writes::JobWrites,
+        jobs::{Job, NewJob},
+    },
+    jobs::JobKind,
+};
+use kiln_tests::Services;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+async fn database() -> (Services, PgPool) {
+    let services = Services::create(None).await.expect("services");
+    let pool = services.db().await;
+    db::migrate(&pool).await.expect("migrations");
+    (services, pool)
+}
+
+async fn insert(pool: &PgPool) -> Job {
+    db::jobs::insert(
+        pool,
+        &NewJob {
+            id: Uuid::now_v7(),
+            tenant: None,
+            kind: JobKind::Noop,
+            payload: serde_json::json!({}),
+            max_attempts: 3,
+            traceparent: None,
+        },
+    )
+    .await
+    .expect("insert")
+}
+
+async fn row(pool: &PgPool, id: Uuid) -> (String, i32, bool) {
+    let job = db::jobs::find(pool, id).await.expect("find").expect("row");
+    (job.status, job.attempts, job.published_at.is_some())
+}
+
+#[tokio::test]
+async fn many_concurrent_jobs_each_get_their_own_answer() {
+    let (_services, pool) = database().await;
+    let writes = JobWrites::spawn(pool.clone());
+    // 300 inserts at once share rounds; each caller gets its own committed row back.
+    let inserts = (0..300).map(|n| {
+        let writes = writes.clone();
+        async move {
+            let new = NewJob {
+                id: Uuid::now_v7(),
+                tenant: Some("tenant-a"),
+                kind: JobKind::Noop,
+                payload: serde_json::json!({ "n": n }),
+                max_attempts: 3,
+                traceparent: None,
+            };
+            let job = writes.insert(&new).await.expect("insert");
+            assert_eq!((job.id, job.payload["n"].as_i64()), (new.id, Some(n)));
+            assert_eq!((job.status.as_str(), job.attempts), ("queued", 0));
+            job
+        }
+    });
+    let jobs = futures::future::join_all(inserts).await;
+    // Their other writes at once too: every one lands on its own row.
+    let runs = jobs.iter().map(|job| {
+        let writes = writes.clone();
+        let id = job.id;
+        async move {
+            writes.mark_published(id).await.expect("published");
+            let started = writes
+                .start_attempt(id)
+                .await
+                .expect("start")
+                .expect("startable");
+            assert_eq!((started.id, started.attempts), (id, 1));
+            assert!(writes.mark_succeeded(id, 1).await.expect("succeed"));
+        }
+    });
+    futures::future::join_all(runs).await;
+    for job in &jobs {
+        assert_eq!(row(&pool, job.id).await, ("succeeded".into(), 1, true));
+    }
+}
+
+#[tokio::test]
+async fn the_single_row_conditions_still_hold() {
+    let (_services, pool) = database().await;
+    let writes = JobWrites::spawn(pool.clone());
+    let job = insert(&pool).await;
+
+    // Two messages of one job at once: two attempts, one after the other, never one shared.
+    let (a, b) = tokio::join!(writes.start_attempt(job.id), writes.start_attempt(job.id));
+    let mut attempts = [
+        a.expect("write").expect("write").attempts,
+        b.expect("write").expect("write").attempts,
+    ];
+    attempts.sort();
+    assert_eq!(attempts, [1, 2]);
+
+    // Only the current attempt may record the outcome.
+    assert!(!writes.mark_succeeded(job.id, 1).await.expect("write"));
+    assert!(writes.mark_succeeded(job.id, 2).await.expect("write"));
+    // A finished job cannot start again (a duplicate message changes nothing).
+    assert!(writes.start_attempt(job.id).await.expect("write").is_none());
+    // Unknown jobs: nothing to start, nothing to record.
+    assert!(
+        writes
+            .start_attempt(Uuid::now_v7())
+            .await
+            .expect("write")
+            .is_none()
+    );
+    assert!(
+        !writes
+            .mark_succeeded(Uuid::now_v7(), 1)
+            .await
+            .expect("write")
+    );
+    assert_eq!(row(&pool, job.id).await, ("succeeded".into(), 2, false));
+}
+
+#[tokio::test]
+async fn a_failed_round_reports_the_error_to_each_caller() {
+    let (_services, pool) = database().await;
+    let writes = JobWrites::spawn(pool.clone());
+    let job = insert(&pool).await;
+    pool.close().await;
+    let error = writes.start_attempt(job.id).await.expect_err("pool closed");
+    assert!(!error.to_string().is_empty());
+}
