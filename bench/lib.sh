@@ -10,7 +10,8 @@ storage=$(mktemp -d)
 export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$name"
 export AMQP_URL="amqp://guest:guest@127.0.0.1:5672/$name"
 export KILN_NAMESPACE="$name" KILN_STORAGE_URL="$storage" KILN_API_ADDR=127.0.0.1:18480
-export KILN_WORKER_CONCURRENCY=2 KILN_CPU_THREADS=2 KILN_MAX_UPLOAD_BYTES=52428800
+export KILN_WORKER_CONCURRENCY="${KILN_WORKER_CONCURRENCY:-2}" KILN_CPU_THREADS="${KILN_CPU_THREADS:-2}"
+export KILN_MAX_UPLOAD_BYTES=52428800
 export RUST_LOG=warn LOG_FORMAT=json
 pids=()
 cleanup() {

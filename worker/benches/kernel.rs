@@ -1,9 +1,12 @@
 //! The resize kernel on its own: decode one photo and render every default variant (JPEG and
 //! WebP at the default qualities), as the worker does for one upload.
 //!
-//! `cargo bench -p kiln-worker --bench kernel -- [image] [runs]` prints, over `runs` renders
-//! after one warm-up: the median wall time and CPU time (user + system, from /proc), the output
-//! bytes per format, and the process's peak RSS. `bench/kernel.sh` runs it next to libvips.
+//! `cargo bench -p kiln-worker --bench kernel -- [image] [runs] [threads]` prints, over `runs`
+//! renders after one warm-up: the median wall time and CPU time (user + system, from /proc), the
+//! output bytes per format, and the process's peak RSS. `bench/kernel.sh` runs it next to
+//! libvips. With `threads` > 1 it then renders `runs` images on each of that many threads at
+//! once and prints the kernel's throughput on those cores (`bench/pipeline.sh` compares the
+//! whole system with it).
 
 use std::time::Instant;
 
@@ -107,6 +110,7 @@ fn main() {
         .into()
     });
     let runs: usize = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(7);
+    let threads: usize = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(1);
     let data = std::fs::read(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
     let config = Config::from_lookup(|_| None).expect("default configuration");
     let quality = Quality {
@@ -162,6 +166,24 @@ fn main() {
         bytes("webp"),
         peak_rss_mb()
     );
+    if threads > 1 {
+        let wall = Instant::now();
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    for _ in 0..runs {
+                        std::hint::black_box(render());
+                    }
+                });
+            }
+        });
+        let seconds = wall.elapsed().as_secs_f64();
+        println!(
+            "threads={threads} images={} images_per_s={:.3}",
+            threads * runs,
+            (threads * runs) as f64 / seconds
+        );
+    }
     if std::env::var_os("KILN_BENCH_SSIM").is_some() {
         println!(
             "ssim vs full-decode Lanczos3 reference: {}",

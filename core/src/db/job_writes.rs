@@ -1,28 +1,34 @@
 //! Group commit for the per-job status writes on the hot path.
 //!
 //! Every job costs a few single-row writes: its insert when nothing else shares its transaction
-//! (an email), `published_at` once the broker confirmed its message, `running` when a worker starts an attempt, `succeeded` when a handler with nothing
-//! else to commit is done. Alone, each is a statement and a commit; at thousands of jobs per
-//! second those round trips, not the rows, are the limit. [`JobWrites`] hands them to one task
-//! that writes everything requested while its previous round was in flight as one statement per
-//! kind of write: under load a round carries many rows, when idle a write goes at once.
+//! (an email), `published_at` once the broker confirmed its message, `running` when a worker
+//! starts an attempt, `succeeded` when a handler with nothing else to commit is done. Alone, each
+//! is a statement and a commit; at thousands of jobs per second those round trips, not the rows,
+//! are the limit. [`JobWrites`] hands them to one task that writes everything requested while
+//! its rounds in flight ran as one statement per kind of write: under load a round carries many
+//! rows, when idle a write goes at once.
 //!
 //! Batching changes no outcome: each row keeps its own condition (the same as
 //! [`super::jobs::start_attempt`], [`super::jobs::mark_succeeded`],
 //! [`super::jobs::mark_published`]) and each caller gets its own row's answer. A round's rows
-//! are locked in id order, so rounds of different processes never deadlock on each other.
+//! are locked in id order, so concurrent rounds (of one process or several) never deadlock.
 //! Inserts of one round commit together: a caller's job is committed when its answer arrives.
 
 use std::{collections::HashMap, sync::Arc};
 
 use sqlx::PgPool;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use uuid::Uuid;
 
 use super::jobs::{Job, NewJob};
 
 /// Rows per statement at most; more requests wait for the next round.
 const MAX_ROUND: usize = 512;
+
+/// Rounds running at once. More than one, because a round mostly waits (on its commit's
+/// flush, on the network) and the next can be collected and sent meanwhile; few, because each
+/// takes up to four pooled connections.
+const ROUNDS_IN_FLIGHT: usize = 3;
 
 /// A round's failure, shared by every request in it.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -118,7 +124,12 @@ impl JobWrites {
 async fn run(db: PgPool, mut receiver: mpsc::Receiver<Request>) {
     let mut round = Vec::with_capacity(MAX_ROUND);
     let mut deferred = Vec::new();
+    let slots = Arc::new(Semaphore::new(ROUNDS_IN_FLIGHT));
     loop {
+        // Requests pile up while every slot is busy: that is what makes rounds big under load.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
         round.append(&mut deferred);
         if round.is_empty() {
             if receiver.recv_many(&mut round, MAX_ROUND).await == 0 {
@@ -137,7 +148,7 @@ async fn run(db: PgPool, mut receiver: mpsc::Receiver<Request>) {
         for request in round.drain(..) {
             match request {
                 // Two messages of one job in one round: the second waits for the next round,
-                // so each start is its own attempt, as if they had come one after the other.
+                // so each start is its own attempt (one statement would count them as one).
                 Request::Start(id, reply) if starts.iter().any(|(i, _)| *i == id) => {
                     deferred.push(Request::Start(id, reply));
                 }
@@ -147,12 +158,16 @@ async fn run(db: PgPool, mut receiver: mpsc::Receiver<Request>) {
                 Request::Published(id, reply) => published.push((id, reply)),
             }
         }
-        tokio::join!(
-            insert_round(&db, inserts),
-            start_round(&db, starts),
-            succeed_round(&db, succeeds),
-            published_round(&db, published),
-        );
+        let db = db.clone();
+        tokio::spawn(async move {
+            tokio::join!(
+                insert_round(&db, inserts),
+                start_round(&db, starts),
+                succeed_round(&db, succeeds),
+                published_round(&db, published),
+            );
+            drop(slot);
+        });
     }
 }
 

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Goal 3 of BENCHMARKS.md: no-op jobs per second end to end (row committed, published with
+# confirms, consumed, row marked succeeded, acked) against a raw lapin publisher + consumer on
+# the same broker with the same durability (persistent messages, confirms, manual acks, quorum
+# queue), alternating in one run. Release binaries on a private database, vhost and namespace.
+# Usage: bench/queue.sh [jobs per run] [runs]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+count="${1:-20000}"
+runs="${2:-3}"
+# No-op jobs wait on nothing but Postgres and the broker: many in flight keep both busy.
+export KILN_WORKER_CONCURRENCY="${KILN_WORKER_CONCURRENCY:-512}"
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+cargo build -q --release -p kiln-worker --example queue_bench
+echo "worker concurrency (prefetch) $KILN_WORKER_CONCURRENCY, producers ${BENCH_PRODUCERS:-512}"
+
+rate() { sed -n 's/.*per_s=\([0-9.]*\).*/\1/p' <<<"$1"; }
+for run in $(seq "$runs"); do
+  raw=$("$target/examples/queue_bench" raw "$count")
+  kiln=$("$target/examples/queue_bench" kiln "$count")
+  psql -q -h 127.0.0.1 -U postgres -d "$name" -c "DELETE FROM jobs WHERE kind = 'noop'"
+  echo "run $run: $raw | $kiln | ratio $(python3 -c "print(f'{$(rate "$kiln") / $(rate "$raw"):.2f}x')") (goal >= 0.5x)"
+done
