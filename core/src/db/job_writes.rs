@@ -14,7 +14,10 @@
 //! are locked in id order, so concurrent rounds (of one process or several) never deadlock.
 //! Inserts of one round commit together: a caller's job is committed when its answer arrives.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use sqlx::PgPool;
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -208,12 +211,7 @@ async fn insert_round(db: &PgPool, requests: Vec<(OwnedNewJob, Reply<Job>)>) {
                 let _ = reply.send(answer);
             }
         }
-        Err(error) => {
-            let error = WriteError::from(error);
-            for (_, reply) in requests {
-                let _ = reply.send(Err(error.clone()));
-            }
-        }
+        Err(error) => fail_all(requests.into_iter().map(|(_, reply)| reply), error),
     }
 }
 
@@ -241,7 +239,7 @@ async fn start_round(db: &PgPool, requests: Vec<(Uuid, Reply<Option<Job>>)>) {
                 let _ = reply.send(Ok(rows.remove(&id)));
             }
         }
-        Err(error) => answer_all(requests, error),
+        Err(error) => fail_all(requests.into_iter().map(|(_, reply)| reply), error),
     }
 }
 
@@ -265,16 +263,12 @@ async fn succeed_round(db: &PgPool, requests: Vec<(Uuid, i32, Reply<bool>)>) {
     .await;
     match done {
         Ok(done) => {
+            let done: HashSet<Uuid> = done.into_iter().collect();
             for (id, _, reply) in requests {
                 let _ = reply.send(Ok(done.contains(&id)));
             }
         }
-        Err(error) => {
-            let error = WriteError::from(error);
-            for (.., reply) in requests {
-                let _ = reply.send(Err(error.clone()));
-            }
-        }
+        Err(error) => fail_all(requests.into_iter().map(|(.., reply)| reply), error),
     }
 }
 
@@ -297,13 +291,14 @@ async fn published_round(db: &PgPool, requests: Vec<(Uuid, Reply<()>)>) {
                 let _ = reply.send(Ok(()));
             }
         }
-        Err(error) => answer_all(requests, error),
+        Err(error) => fail_all(requests.into_iter().map(|(_, reply)| reply), error),
     }
 }
 
-fn answer_all<T>(requests: Vec<(Uuid, Reply<T>)>, error: sqlx::Error) {
+/// Gives every request of a failed statement the same error.
+fn fail_all<T>(replies: impl IntoIterator<Item = Reply<T>>, error: sqlx::Error) {
     let error = WriteError::from(error);
-    for (_, reply) in requests {
+    for reply in replies {
         let _ = reply.send(Err(error.clone()));
     }
 }
