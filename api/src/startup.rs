@@ -40,10 +40,11 @@ impl Application {
     pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr()?, storage = self.state.storage.describe(), "listening");
         let grace = self.state.config.shutdown_grace;
+        let writes = self.state.writes.clone();
         let serve = axum::serve(self.listener, router(self.state))
             .with_graceful_shutdown(cancel.clone().cancelled_owned())
             .into_future();
-        tokio::select! {
+        let served = tokio::select! {
             served = serve => served.context("serving HTTP"),
             () = grace_expired(&cancel, grace) => {
                 // Returning drops the accept loop; connections still open end with the runtime,
@@ -54,7 +55,10 @@ impl Application {
                 );
                 Ok(())
             }
-        }
+        };
+        // Deferred publish records would otherwise cost a duplicate message each (the relay's).
+        writes.flush_published().await;
+        served
     }
 }
 

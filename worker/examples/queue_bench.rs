@@ -191,6 +191,7 @@ async fn kiln(config: &Config, count: usize) -> anyhow::Result<f64> {
     while let Some(produced) = tasks.join_next().await {
         produced??;
     }
+    writes.flush_published().await;
     eprintln!(
         "enqueued (committed, published, recorded) in {:.2}s",
         started.elapsed().as_secs_f64()

@@ -23,7 +23,10 @@ async fn main() -> anyhow::Result<()> {
         storage = ctx.storage.describe(),
         "worker starting"
     );
+    let writes = ctx.writes.clone();
     consumer::run(ctx, QueueKind::ALL.to_vec(), cancel).await;
+    // Emails enqueued by the last jobs: record their publishes rather than leave them to the relay.
+    writes.flush_published().await;
     metrics_task.await.ok();
     tracing::info!("worker stopped");
     telemetry.shutdown().await;

@@ -1,16 +1,15 @@
 //! Group commit for the per-job status writes on the hot path.
 //!
 //! Every job costs a few single-row writes: its insert when nothing else shares its transaction
-//! (an email), `published_at` once the broker confirmed its message, `running` when a worker
-//! starts an attempt, `succeeded` when a handler with nothing else to commit is done. Alone, each
-//! is a statement and a commit; at thousands of jobs per second those round trips, not the rows,
-//! are the limit. [`JobWrites`] hands them to one task that writes everything requested while
+//! (an email), `running` when a worker starts an attempt, `succeeded` when a handler with nothing
+//! else to commit is done, and `published_at` once the broker confirmed its message (deferred
+//! and written in bulk, see [`super::published_later`]). Alone, each is a statement and a
+//! commit; at thousands of jobs per second those round trips, not the rows, are the limit. [`JobWrites`] hands them to one task that writes everything requested while
 //! its rounds in flight ran as one statement per kind of write: under load a round carries many
 //! rows, when idle a write goes at once.
 //!
 //! Batching changes no outcome: each row keeps its own condition (the same as
-//! [`super::jobs::start_attempt`], [`super::jobs::mark_succeeded`],
-//! [`super::jobs::mark_published`]) and each caller gets its own row's answer. A round's rows
+//! [`super::jobs::start_attempt`] and [`super::jobs::mark_succeeded`]) and each caller gets its own row's answer. A round's rows
 //! are locked in id order, so concurrent rounds (of one process or several) never deadlock.
 //! Inserts of one round commit together: a caller's job is committed when its answer arrives.
 
@@ -23,14 +22,17 @@ use sqlx::PgPool;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use uuid::Uuid;
 
-use super::jobs::{Job, NewJob};
+use super::{
+    jobs::{Job, NewJob},
+    published_later::PublishedLater,
+};
 
 /// Rows per statement at most; more requests wait for the next round.
 const MAX_ROUND: usize = 512;
 
 /// Rounds running at once. More than one, because a round mostly waits (on its commit's
 /// flush, on the network) and the next can be collected and sent meanwhile; few, because each
-/// takes up to four pooled connections.
+/// takes up to three pooled connections.
 const ROUNDS_IN_FLIGHT: usize = 3;
 
 /// A round's failure, shared by every request in it.
@@ -68,21 +70,25 @@ enum Request {
     Insert(OwnedNewJob, Reply<Job>),
     Start(Uuid, Reply<Option<Job>>),
     Succeed(Uuid, i32, Reply<bool>),
-    Published(Uuid, Reply<()>),
 }
 
 /// The batching writer; cheap to clone. Its task lives as long as any clone.
 #[derive(Clone)]
 pub struct JobWrites {
     requests: mpsc::Sender<Request>,
+    published: PublishedLater,
 }
 
 impl JobWrites {
-    /// Starts the writer's task on the current runtime.
+    /// Starts the writers' tasks on the current runtime.
     pub fn spawn(db: PgPool) -> Self {
         let (requests, receiver) = mpsc::channel(4 * MAX_ROUND);
+        let published = PublishedLater::spawn(db.clone());
         tokio::spawn(run(db, receiver));
-        Self { requests }
+        Self {
+            requests,
+            published,
+        }
     }
 
     /// [`super::jobs::insert`] in a transaction of its own, batched: for jobs enqueued alone.
@@ -108,9 +114,15 @@ impl JobWrites {
         self.ask(|reply| Request::Succeed(id, attempt, reply)).await
     }
 
-    /// [`super::jobs::mark_published`], batched.
-    pub async fn mark_published(&self, id: Uuid) -> Result<(), WriteError> {
-        self.ask(|reply| Request::Published(id, reply)).await
+    /// [`super::jobs::mark_published`], deferred by about a second and batched; returns at
+    /// once. Safe to lose (see [`super::published_later`]).
+    pub async fn record_published(&self, id: Uuid) {
+        self.published.note(id).await;
+    }
+
+    /// Writes every deferred publish record now; call it before the process exits.
+    pub async fn flush_published(&self) {
+        self.published.flush().await;
     }
 
     async fn ask<T>(&self, request: impl FnOnce(Reply<T>) -> Request) -> Result<T, WriteError> {
@@ -146,8 +158,7 @@ async fn run(db: PgPool, mut receiver: mpsc::Receiver<Request>) {
                 }
             }
         }
-        let (mut starts, mut succeeds, mut published) = (Vec::new(), Vec::new(), Vec::new());
-        let mut inserts = Vec::new();
+        let (mut inserts, mut starts, mut succeeds) = (Vec::new(), Vec::new(), Vec::new());
         for request in round.drain(..) {
             match request {
                 // Two messages of one job in one round: the second waits for the next round,
@@ -158,7 +169,6 @@ async fn run(db: PgPool, mut receiver: mpsc::Receiver<Request>) {
                 Request::Start(id, reply) => starts.push((id, reply)),
                 Request::Insert(job, reply) => inserts.push((job, reply)),
                 Request::Succeed(id, attempt, reply) => succeeds.push((id, attempt, reply)),
-                Request::Published(id, reply) => published.push((id, reply)),
             }
         }
         let db = db.clone();
@@ -167,7 +177,6 @@ async fn run(db: PgPool, mut receiver: mpsc::Receiver<Request>) {
                 insert_round(&db, inserts),
                 start_round(&db, starts),
                 succeed_round(&db, succeeds),
-                published_round(&db, published),
             );
             drop(slot);
         });
@@ -223,7 +232,8 @@ async fn start_round(db: &PgPool, requests: Vec<(Uuid, Reply<Option<Job>>)>) {
     let started = sqlx::query_as!(
         Job,
         "UPDATE jobs
-         SET status = 'running', attempts = attempts + 1, started_at = now(), finished_at = NULL
+         SET status = 'running', attempts = attempts + 1, started_at = now(), finished_at = NULL,
+             published_at = coalesce(published_at, now())
          WHERE id IN (SELECT id FROM jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE)
            AND status IN ('queued', 'failed', 'running')
          RETURNING id, tenant, kind, payload, status, attempts, max_attempts, last_error,
@@ -269,29 +279,6 @@ async fn succeed_round(db: &PgPool, requests: Vec<(Uuid, i32, Reply<bool>)>) {
             }
         }
         Err(error) => fail_all(requests.into_iter().map(|(.., reply)| reply), error),
-    }
-}
-
-async fn published_round(db: &PgPool, requests: Vec<(Uuid, Reply<()>)>) {
-    if requests.is_empty() {
-        return;
-    }
-    let ids: Vec<Uuid> = requests.iter().map(|(id, _)| *id).collect();
-    let marked = sqlx::query!(
-        "UPDATE jobs SET published_at = now()
-         WHERE id IN (SELECT id FROM jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE)
-           AND published_at IS NULL",
-        &ids,
-    )
-    .execute(db)
-    .await;
-    match marked {
-        Ok(_) => {
-            for (_, reply) in requests {
-                let _ = reply.send(Ok(()));
-            }
-        }
-        Err(error) => fail_all(requests.into_iter().map(|(_, reply)| reply), error),
     }
 }
 

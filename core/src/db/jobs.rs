@@ -116,11 +116,14 @@ pub async fn find(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Job>, sqlx
 /// Starts an attempt: counts it and marks the job running. Returns `None` when the job is
 /// finished (succeeded or dead), so a duplicate message changes nothing. A job still `running`
 /// belongs to a worker that died mid-job; its redelivered message starts a new attempt.
+/// A started job was evidently published, so its missing `published_at` is filled in here: the
+/// producer's own record may come later or not at all (see [`super::job_writes::JobWrites`]).
 pub async fn start_attempt(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Job>, sqlx::Error> {
     sqlx::query_as!(
         Job,
         "UPDATE jobs
-         SET status = 'running', attempts = attempts + 1, started_at = now(), finished_at = NULL
+         SET status = 'running', attempts = attempts + 1, started_at = now(), finished_at = NULL,
+             published_at = coalesce(published_at, now())
          WHERE id = $1 AND status IN ('queued', 'failed', 'running')
          RETURNING id, tenant, kind, payload, status, attempts, max_attempts, last_error,
                    created_at, published_at, started_at, finished_at, traceparent",
@@ -301,7 +304,7 @@ pub async fn insert_deduplicated(
         Job,
         "INSERT INTO jobs (id, tenant, kind, payload, max_attempts, dedupe_key, traceparent)
          VALUES ($1, $2, $3, $4, $5, $6, $7)
-         ON CONFLICT (dedupe_key) DO NOTHING
+         ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
          RETURNING id, tenant, kind, payload, status, attempts, max_attempts, last_error,
                    created_at, published_at, started_at, finished_at, traceparent",
         job.id,

@@ -9,6 +9,7 @@ pub mod backups;
 pub mod job_writes;
 pub mod jobs;
 pub mod media;
+mod published_later;
 pub mod schedules;
 pub mod sessions;
 pub mod stats;

@@ -8,8 +8,8 @@ use uuid::Uuid;
 use super::Publisher;
 use crate::db::{self, job_writes::JobWrites, jobs::Job};
 
-/// Where a confirmed publish is recorded (`published_at`): straight to Postgres, or through the
-/// batching [`JobWrites`] on hot paths.
+/// Where a confirmed publish is recorded (`published_at`): straight to Postgres, or deferred
+/// and batched by [`JobWrites`] on hot paths.
 pub trait RecordPublished: Sync {
     fn record_published(&self, id: Uuid) -> impl Future<Output = Result<(), String>> + Send;
 }
@@ -24,7 +24,8 @@ impl RecordPublished for PgPool {
 
 impl RecordPublished for JobWrites {
     async fn record_published(&self, id: Uuid) -> Result<(), String> {
-        self.mark_published(id).await.map_err(|e| e.to_string())
+        JobWrites::record_published(self, id).await;
+        Ok(())
     }
 }
 

@@ -69,7 +69,7 @@ async fn many_concurrent_jobs_each_get_their_own_answer() {
         let writes = writes.clone();
         let id = job.id;
         async move {
-            writes.mark_published(id).await.expect("published");
+            writes.record_published(id).await;
             let started = writes
                 .start_attempt(id)
                 .await
@@ -119,7 +119,46 @@ async fn the_single_row_conditions_still_hold() {
             .await
             .expect("write")
     );
-    assert_eq!(row(&pool, job.id).await, ("succeeded".into(), 2, false));
+    // Starting it recorded the publish the producer never did: a started job was published.
+    assert_eq!(row(&pool, job.id).await, ("succeeded".into(), 2, true));
+}
+
+#[tokio::test]
+async fn publish_records_are_deferred_and_never_lost_on_a_clean_exit() {
+    let (_services, pool) = database().await;
+    let writes = JobWrites::spawn(pool.clone());
+    let waiting = insert(&pool).await;
+    let started = insert(&pool).await;
+    writes.start_attempt(started.id).await.expect("start");
+    let started_published = db::jobs::find(&pool, started.id)
+        .await
+        .expect("find")
+        .and_then(|job| job.published_at)
+        .expect("a start records the publish");
+
+    writes.record_published(waiting.id).await;
+    writes.record_published(started.id).await;
+    writes.flush_published().await;
+    assert_eq!(row(&pool, waiting.id).await, ("queued".into(), 0, true));
+    let after = db::jobs::find(&pool, started.id).await.expect("find");
+    assert_eq!(
+        after.and_then(|job| job.published_at),
+        Some(started_published),
+        "a row that has its record keeps it"
+    );
+
+    // Records still pending when the last handle goes are written then.
+    let last = insert(&pool).await;
+    writes.record_published(last.id).await;
+    drop(writes);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !row(&pool, last.id).await.2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "record never written"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]

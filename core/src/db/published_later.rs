@@ -1,0 +1,124 @@
+//! Publish records (`published_at`), written a moment late and in bulk.
+//!
+//! `published_at` exists for the outbox relay: a row that has none after the relay's grace
+//! period gets its message sent again. Nothing else waits on it, and a worker that starts the
+//! job records it anyway (a started job was evidently published). So a producer need not wait
+//! for the write: its confirmed ids are kept here for [`DELAY`] and written together, by which
+//! time most of those jobs have already started and need no write at all.
+//!
+//! Losing a record (the process dies, Postgres is down) costs one duplicate message from the
+//! relay, which the job row turns into a no-op; it never loses a job. [`DELAY`] stays well under
+//! the relay's grace period so that on a healthy system the relay never sees these rows.
+
+use std::{collections::VecDeque, time::Duration};
+
+use sqlx::PgPool;
+use tokio::{
+    sync::{mpsc, oneshot},
+    time::Instant,
+};
+use uuid::Uuid;
+
+/// How long a record waits for its job to start (which makes it unnecessary).
+const DELAY: Duration = Duration::from_secs(1);
+
+/// Rows per statement at most.
+const MAX_STATEMENT: usize = 4096;
+
+/// Records waiting in the channel before producers wait for the writer.
+const BACKLOG: usize = 16 * 1024;
+
+enum Note {
+    Published(Uuid),
+    /// Write everything noted so far, then answer.
+    Flush(oneshot::Sender<()>),
+}
+
+/// The deferred writer; cheap to clone. Its task lives as long as any clone and writes what is
+/// left when the last one is dropped.
+#[derive(Clone)]
+pub(super) struct PublishedLater {
+    notes: mpsc::Sender<Note>,
+}
+
+impl PublishedLater {
+    /// Starts the writer's task on the current runtime.
+    pub(super) fn spawn(db: PgPool) -> Self {
+        let (notes, receiver) = mpsc::channel(BACKLOG);
+        tokio::spawn(run(db, receiver));
+        Self { notes }
+    }
+
+    /// Notes that the broker confirmed the job's message; written within about [`DELAY`].
+    pub(super) async fn note(&self, id: Uuid) {
+        // The task only ends once every sender is gone, so this cannot fail while `self` lives.
+        let _ = self.notes.send(Note::Published(id)).await;
+    }
+
+    /// Writes every record noted so far (at shutdown, and in tests).
+    pub(super) async fn flush(&self) {
+        let (done, written) = oneshot::channel();
+        if self.notes.send(Note::Flush(done)).await.is_ok() {
+            let _ = written.await;
+        }
+    }
+}
+
+async fn run(db: PgPool, mut notes: mpsc::Receiver<Note>) {
+    let mut pending: VecDeque<(Instant, Uuid)> = VecDeque::new();
+    let mut received = Vec::with_capacity(MAX_STATEMENT);
+    loop {
+        // With nothing pending the timer is parked far away; a note wakes the loop first.
+        let due = pending.front().map_or_else(
+            || Instant::now() + Duration::from_secs(3600),
+            |(at, _)| *at + DELAY,
+        );
+        tokio::select! {
+            count = notes.recv_many(&mut received, MAX_STATEMENT) => {
+                if count == 0 {
+                    write(&db, pending.drain(..).map(|(_, id)| id).collect()).await;
+                    return;
+                }
+                let now = Instant::now();
+                for note in received.drain(..) {
+                    match note {
+                        Note::Published(id) => pending.push_back((now, id)),
+                        Note::Flush(done) => {
+                            write(&db, pending.drain(..).map(|(_, id)| id).collect()).await;
+                            let _ = done.send(());
+                        }
+                    }
+                }
+            }
+            () = tokio::time::sleep_until(due) => {
+                let now = Instant::now();
+                let mut ids = Vec::new();
+                while pending.front().is_some_and(|(at, _)| *at + DELAY <= now) {
+                    ids.extend(pending.pop_front().map(|(_, id)| id));
+                }
+                write(&db, ids).await;
+            }
+        }
+    }
+}
+
+/// Sets `published_at` where it is still missing. Rows are locked in id order, like every
+/// batched job write, so this never deadlocks with a worker's start round; rows that already
+/// have it (their job started) are neither locked nor written.
+async fn write(db: &PgPool, ids: Vec<Uuid>) {
+    for chunk in ids.chunks(MAX_STATEMENT) {
+        let written = sqlx::query!(
+            "UPDATE jobs SET published_at = now()
+             WHERE id IN (SELECT id FROM jobs WHERE id = ANY($1) AND published_at IS NULL
+                          ORDER BY id FOR UPDATE)
+               AND published_at IS NULL",
+            chunk,
+        )
+        .execute(db)
+        .await;
+        if let Err(error) = written {
+            // The relay will send these jobs again; their rows make the duplicates no-ops.
+            tracing::warn!(%error, jobs = chunk.len(), "could not record publishes");
+        }
+    }
+}
