@@ -9,9 +9,11 @@
 //! rows, when idle a write goes at once.
 //!
 //! Batching changes no outcome: each row keeps its own condition (the same as
-//! [`super::jobs::start_attempt`] and [`super::jobs::mark_succeeded`]) and each caller gets its own row's answer. A round's rows
-//! are locked in id order, so concurrent rounds (of one process or several) never deadlock.
-//! Inserts of one round commit together: a caller's job is committed when its answer arrives.
+//! [`super::jobs::start_attempt`] and [`super::jobs::mark_succeeded`]) and each caller gets its
+//! own row's answer. A round's rows are locked in id order, so concurrent rounds (of one process
+//! or several) never deadlock. Each statement finds its rows by primary key, one probe per id,
+//! so its cost follows the round's size, never the table's or the backlog's. Inserts of one
+//! round commit together: a caller's job is committed when its answer arrives.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -231,13 +233,18 @@ async fn start_round(db: &PgPool, requests: Vec<(Uuid, Reply<Option<Job>>)>) {
     let ids: Vec<Uuid> = requests.iter().map(|(id, _)| *id).collect();
     let started = sqlx::query_as!(
         Job,
-        "UPDATE jobs
-         SET status = 'running', attempts = attempts + 1, started_at = now(), finished_at = NULL,
-             published_at = coalesce(published_at, now())
-         WHERE id IN (SELECT id FROM jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE)
-           AND status IN ('queued', 'failed', 'running')
-         RETURNING id, tenant, kind, payload, status, attempts, max_attempts, last_error,
-                   created_at, published_at, started_at, finished_at, traceparent",
+        // The status is checked on the locked row, not while finding it: a filter there lets
+        // the planner scan every queued job (the whole backlog) instead of one key per id.
+        r#"WITH locked AS (
+             SELECT jobs.id FROM unnest($1::uuid[]) AS wanted(id) JOIN jobs USING (id)
+             ORDER BY jobs.id FOR UPDATE OF jobs)
+           UPDATE jobs
+           SET status = 'running', attempts = attempts + 1, started_at = now(),
+               finished_at = NULL, published_at = coalesce(published_at, now())
+           FROM locked
+           WHERE jobs.id = locked.id AND jobs.status IN ('queued', 'failed', 'running')
+           RETURNING jobs.id, tenant, kind, payload, status, attempts, max_attempts, last_error,
+                     created_at, published_at, started_at, finished_at, traceparent"#,
         &ids,
     )
     .fetch_all(db)
@@ -260,12 +267,16 @@ async fn succeed_round(db: &PgPool, requests: Vec<(Uuid, i32, Reply<bool>)>) {
     let ids: Vec<Uuid> = requests.iter().map(|(id, ..)| *id).collect();
     let attempts: Vec<i32> = requests.iter().map(|(_, attempt, _)| *attempt).collect();
     let done = sqlx::query_scalar!(
-        "UPDATE jobs SET status = 'succeeded', last_error = NULL, finished_at = now()
-         FROM unnest($1::uuid[], $2::int4[]) AS current(id, attempt)
-         WHERE jobs.id IN (SELECT id FROM jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE)
-           AND jobs.id = current.id AND jobs.status = 'running'
-           AND jobs.attempts = current.attempt
-         RETURNING jobs.id",
+        // Running jobs are few (bounded by the workers' concurrency), so here the condition
+        // may narrow the search; the locked row is the latest version and still satisfies it.
+        r#"WITH locked AS (
+             SELECT jobs.id
+             FROM unnest($1::uuid[], $2::int4[]) AS current(id, attempt) JOIN jobs USING (id)
+             WHERE jobs.status = 'running' AND jobs.attempts = current.attempt
+             ORDER BY jobs.id FOR UPDATE OF jobs)
+           UPDATE jobs SET status = 'succeeded', last_error = NULL, finished_at = now()
+           FROM locked WHERE jobs.id = locked.id
+           RETURNING jobs.id"#,
         &ids,
         &attempts,
     )

@@ -102,16 +102,19 @@ async fn run(db: PgPool, mut notes: mpsc::Receiver<Note>) {
     }
 }
 
-/// Sets `published_at` where it is still missing. Rows are locked in id order, like every
-/// batched job write, so this never deadlocks with a worker's start round; rows that already
-/// have it (their job started) are neither locked nor written.
+/// Sets `published_at` where it is still missing. Rows that have it (their job started) are
+/// neither locked nor written, and rows locked right now are skipped rather than waited for:
+/// their job is being started, which records the publish anyway. Never waiting, this cannot
+/// deadlock with a worker's start round.
 async fn write(db: &PgPool, ids: Vec<Uuid>) {
     for chunk in ids.chunks(MAX_STATEMENT) {
         let written = sqlx::query!(
-            "UPDATE jobs SET published_at = now()
-             WHERE id IN (SELECT id FROM jobs WHERE id = ANY($1) AND published_at IS NULL
-                          ORDER BY id FOR UPDATE)
-               AND published_at IS NULL",
+            r#"WITH locked AS (
+                 SELECT jobs.id FROM unnest($1::uuid[]) AS noted(id) JOIN jobs USING (id)
+                 WHERE jobs.published_at IS NULL
+                 FOR UPDATE OF jobs SKIP LOCKED)
+               UPDATE jobs SET published_at = now()
+               FROM locked WHERE jobs.id = locked.id"#,
             chunk,
         )
         .execute(db)
