@@ -9,11 +9,11 @@ cd "$(dirname "$0")/.."
 count="${1:-20000}"
 runs="${2:-3}"
 # No-op jobs wait on nothing but Postgres and the broker: many in flight keep both busy.
-export KILN_WORKER_CONCURRENCY="${KILN_WORKER_CONCURRENCY:-512}"
+export KILN_WORKER_CONCURRENCY="${KILN_WORKER_CONCURRENCY:-1024}"
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 cargo build -q --release -p kiln-worker --example queue_bench
-echo "worker concurrency (prefetch) $KILN_WORKER_CONCURRENCY, producers ${BENCH_PRODUCERS:-512}"
+echo "worker concurrency (prefetch) $KILN_WORKER_CONCURRENCY, producers ${BENCH_PRODUCERS:-2048}"
 
 rate() { sed -n 's/.*per_s=\([0-9.]*\).*/\1/p' <<<"$1"; }
 for run in $(seq "$runs"); do

@@ -4,8 +4,9 @@
 //! - `queue_bench raw COUNT` publishes COUNT persistent 200-byte messages with publisher
 //!   confirms to a fresh quorum queue while a consumer on its own connection takes them with
 //!   manual acks; prints messages per second from the first publish to the last ack. The queue
-//!   lives in AMQP_URL's vhost and is deleted afterwards. Tunables (the best found are the
-//!   defaults): `BENCH_CONFIRM_WINDOW`, `BENCH_PREFETCH`, `BENCH_ACK_EVERY`.
+//!   lives in AMQP_URL's vhost and is deleted afterwards. Tunables: `BENCH_CONFIRM_WINDOW`
+//!   (default 2048, as many unconfirmed messages as Kiln's producers have), `BENCH_PREFETCH`
+//!   (default 1024, the worker's concurrency in `bench/queue.sh`), `BENCH_ACK_EVERY` (64).
 //! - `queue_bench kiln COUNT` enqueues COUNT `noop` jobs the way the API enqueues work (row
 //!   committed, published with confirms, `published_at` recorded), `BENCH_PRODUCERS` at once,
 //!   while a running `kiln-worker` consumes them; prints jobs per second from the first insert to
@@ -63,8 +64,8 @@ async fn main() -> anyhow::Result<()> {
 
 /// The broker's own rate: confirms and manual acks on a quorum queue, no database.
 async fn raw(config: &Config, count: usize) -> anyhow::Result<f64> {
-    let window = tunable("BENCH_CONFIRM_WINDOW", 512);
-    let prefetch = tunable("BENCH_PREFETCH", 512) as u16;
+    let window = tunable("BENCH_CONFIRM_WINDOW", 2048);
+    let prefetch = tunable("BENCH_PREFETCH", 1024) as u16;
     let ack_every = tunable("BENCH_ACK_EVERY", 64).max(1);
     let name = format!("{}.bench-raw.{}", config.namespace, std::process::id());
 
@@ -157,7 +158,7 @@ async fn raw(config: &Config, count: usize) -> anyhow::Result<f64> {
 
 /// Kiln's rate for jobs that do nothing, through the same calls the API makes.
 async fn kiln(config: &Config, count: usize) -> anyhow::Result<f64> {
-    let producers = tunable("BENCH_PRODUCERS", 512);
+    let producers = tunable("BENCH_PRODUCERS", 2048);
     // Enough connections that inserts are not queued behind each other; Postgres allows 100.
     let pool = db::connect_lazy(&config.database_url, producers.min(40) as u32)?;
     let publisher = Publisher::new(config.amqp_url.clone(), "bench-producer", config.topology());
@@ -213,6 +214,6 @@ async fn kiln(config: &Config, count: usize) -> anyhow::Result<f64> {
             started.elapsed() < Duration::from_secs(600),
             "only {done} of {count} jobs succeeded in 10 minutes"
         );
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }

@@ -233,16 +233,18 @@ async fn start_round(db: &PgPool, requests: Vec<(Uuid, Reply<Option<Job>>)>) {
     let ids: Vec<Uuid> = requests.iter().map(|(id, _)| *id).collect();
     let started = sqlx::query_as!(
         Job,
-        // The status is checked on the locked row, not while finding it: a filter there lets
-        // the planner scan every queued job (the whole backlog) instead of one key per id.
+        // Rows are found by key alone and the condition is read off the locked row: any
+        // filter in the search lets the planner scan an index of every queued job (or of every
+        // row version not yet vacuumed) instead of probing one key per id.
         r#"WITH locked AS (
-             SELECT jobs.id FROM unnest($1::uuid[]) AS wanted(id) JOIN jobs USING (id)
+             SELECT jobs.id, jobs.status IN ('queued', 'failed', 'running') AS startable
+             FROM unnest($1::uuid[]) AS wanted(id) JOIN jobs USING (id)
              ORDER BY jobs.id FOR UPDATE OF jobs)
            UPDATE jobs
            SET status = 'running', attempts = attempts + 1, started_at = now(),
                finished_at = NULL, published_at = coalesce(published_at, now())
            FROM locked
-           WHERE jobs.id = locked.id AND jobs.status IN ('queued', 'failed', 'running')
+           WHERE jobs.id = locked.id AND locked.startable
            RETURNING jobs.id, tenant, kind, payload, status, attempts, max_attempts, last_error,
                      created_at, published_at, started_at, finished_at, traceparent"#,
         &ids,
@@ -267,15 +269,14 @@ async fn succeed_round(db: &PgPool, requests: Vec<(Uuid, i32, Reply<bool>)>) {
     let ids: Vec<Uuid> = requests.iter().map(|(id, ..)| *id).collect();
     let attempts: Vec<i32> = requests.iter().map(|(_, attempt, _)| *attempt).collect();
     let done = sqlx::query_scalar!(
-        // Running jobs are few (bounded by the workers' concurrency), so here the condition
-        // may narrow the search; the locked row is the latest version and still satisfies it.
+        // Found by key alone, as in `start_round`.
         r#"WITH locked AS (
-             SELECT jobs.id
+             SELECT jobs.id,
+                    jobs.status = 'running' AND jobs.attempts = current.attempt AS is_current
              FROM unnest($1::uuid[], $2::int4[]) AS current(id, attempt) JOIN jobs USING (id)
-             WHERE jobs.status = 'running' AND jobs.attempts = current.attempt
              ORDER BY jobs.id FOR UPDATE OF jobs)
            UPDATE jobs SET status = 'succeeded', last_error = NULL, finished_at = now()
-           FROM locked WHERE jobs.id = locked.id
+           FROM locked WHERE jobs.id = locked.id AND locked.is_current
            RETURNING jobs.id"#,
         &ids,
         &attempts,

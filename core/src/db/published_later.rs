@@ -23,7 +23,7 @@ use uuid::Uuid;
 const DELAY: Duration = Duration::from_secs(1);
 
 /// Rows per statement at most.
-const MAX_STATEMENT: usize = 4096;
+const MAX_STATEMENT: usize = 1024;
 
 /// Records waiting in the channel before producers wait for the writer.
 const BACKLOG: usize = 16 * 1024;
@@ -102,19 +102,22 @@ async fn run(db: PgPool, mut notes: mpsc::Receiver<Note>) {
     }
 }
 
-/// Sets `published_at` where it is still missing. Rows that have it (their job started) are
-/// neither locked nor written, and rows locked right now are skipped rather than waited for:
-/// their job is being started, which records the publish anyway. Never waiting, this cannot
-/// deadlock with a worker's start round.
+/// Sets `published_at` where it is still missing. Rows are found by key alone (see
+/// `job_writes::start_round`); those that have it (their job started) are neither locked nor
+/// written, and rows locked right now are skipped rather than waited for: their job is being
+/// started, which records the publish anyway. Never waiting, this cannot deadlock.
 async fn write(db: &PgPool, ids: Vec<Uuid>) {
     for chunk in ids.chunks(MAX_STATEMENT) {
         let written = sqlx::query!(
-            r#"WITH locked AS (
-                 SELECT jobs.id FROM unnest($1::uuid[]) AS noted(id) JOIN jobs USING (id)
-                 WHERE jobs.published_at IS NULL
+            r#"WITH noted AS MATERIALIZED (
+                 SELECT jobs.id, jobs.published_at IS NULL AS unrecorded
+                 FROM unnest($1::uuid[]) AS noted(id) JOIN jobs USING (id)),
+               locked AS (
+                 SELECT jobs.id, jobs.published_at IS NULL AS unrecorded
+                 FROM noted JOIN jobs USING (id) WHERE noted.unrecorded
                  FOR UPDATE OF jobs SKIP LOCKED)
                UPDATE jobs SET published_at = now()
-               FROM locked WHERE jobs.id = locked.id"#,
+               FROM locked WHERE jobs.id = locked.id AND locked.unrecorded"#,
             chunk,
         )
         .execute(db)
