@@ -235,11 +235,12 @@ async fn start_round(db: &PgPool, requests: Vec<(Uuid, Reply<Option<Job>>)>) {
         Job,
         // Rows are found by key alone and the condition is read off the locked row: any
         // filter in the search lets the planner scan an index of every queued job (or of every
-        // row version not yet vacuumed) instead of probing one key per id.
+        // row version not yet vacuumed) instead of probing one key per id. `NO KEY UPDATE` is
+        // the lock the update takes anyway; `UPDATE` would also block on foreign-key checks.
         r#"WITH locked AS (
              SELECT jobs.id, jobs.status IN ('queued', 'failed', 'running') AS startable
              FROM unnest($1::uuid[]) AS wanted(id) JOIN jobs USING (id)
-             ORDER BY jobs.id FOR UPDATE OF jobs)
+             ORDER BY jobs.id FOR NO KEY UPDATE OF jobs)
            UPDATE jobs
            SET status = 'running', attempts = attempts + 1, started_at = now(),
                finished_at = NULL, published_at = coalesce(published_at, now())
@@ -268,16 +269,17 @@ async fn succeed_round(db: &PgPool, requests: Vec<(Uuid, i32, Reply<bool>)>) {
     }
     let ids: Vec<Uuid> = requests.iter().map(|(id, ..)| *id).collect();
     let attempts: Vec<i32> = requests.iter().map(|(_, attempt, _)| *attempt).collect();
-    let done = sqlx::query_scalar!(
-        // Found by key alone, as in `start_round`.
+    let done = sqlx::query!(
+        // Found by key alone, as in `start_round`. Answers are keyed by (job, attempt): a stale
+        // attempt and the one that took over may share a round, and only the current one won.
         r#"WITH locked AS (
              SELECT jobs.id,
                     jobs.status = 'running' AND jobs.attempts = current.attempt AS is_current
              FROM unnest($1::uuid[], $2::int4[]) AS current(id, attempt) JOIN jobs USING (id)
-             ORDER BY jobs.id FOR UPDATE OF jobs)
+             ORDER BY jobs.id FOR NO KEY UPDATE OF jobs)
            UPDATE jobs SET status = 'succeeded', last_error = NULL, finished_at = now()
            FROM locked WHERE jobs.id = locked.id AND locked.is_current
-           RETURNING jobs.id"#,
+           RETURNING jobs.id AS "id!", jobs.attempts AS "attempt!""#,
         &ids,
         &attempts,
     )
@@ -285,9 +287,9 @@ async fn succeed_round(db: &PgPool, requests: Vec<(Uuid, i32, Reply<bool>)>) {
     .await;
     match done {
         Ok(done) => {
-            let done: HashSet<Uuid> = done.into_iter().collect();
-            for (id, _, reply) in requests {
-                let _ = reply.send(Ok(done.contains(&id)));
+            let done: HashSet<(Uuid, i32)> = done.into_iter().map(|r| (r.id, r.attempt)).collect();
+            for (id, attempt, reply) in requests {
+                let _ = reply.send(Ok(done.contains(&(id, attempt))));
             }
         }
         Err(error) => fail_all(requests.into_iter().map(|(.., reply)| reply), error),

@@ -6,9 +6,12 @@
 //! for the write: its confirmed ids are kept here for [`DELAY`] and written together, by which
 //! time most of those jobs have already started and need no write at all.
 //!
-//! Losing a record (the process dies, Postgres is down) costs one duplicate message from the
-//! relay, which the job row turns into a no-op; it never loses a job. [`DELAY`] stays well under
-//! the relay's grace period so that on a healthy system the relay never sees these rows.
+//! Losing a record never loses a job: the relay sends the job's message a second time. The row
+//! makes that copy a no-op if the job has finished by then; if the job is still running, the copy
+//! starts a new attempt alongside it (as a redelivery after a crash would). So records are not
+//! given up lightly: a failed write is retried (up to [`MAX_RETRYING`] records), pending records
+//! are written on flush and when the last handle is dropped, and [`DELAY`] stays well under the
+//! relay's grace period, so on a healthy system the relay never sees these rows.
 
 use std::{collections::VecDeque, time::Duration};
 
@@ -27,6 +30,10 @@ const MAX_STATEMENT: usize = 1024;
 
 /// Records waiting in the channel before producers wait for the writer.
 const BACKLOG: usize = 16 * 1024;
+
+/// Records kept for another try after a failed write (Postgres down); beyond this the relay
+/// covers them.
+const MAX_RETRYING: usize = 64 * 1024;
 
 enum Note {
     Published(Uuid),
@@ -76,15 +83,17 @@ async fn run(db: PgPool, mut notes: mpsc::Receiver<Note>) {
         tokio::select! {
             count = notes.recv_many(&mut received, MAX_STATEMENT) => {
                 if count == 0 {
-                    write(&db, pending.drain(..).map(|(_, id)| id).collect()).await;
+                    let ids = pending.drain(..).map(|(_, id)| id).collect();
+                    write(&db, ids).await;
                     return;
                 }
-                let now = Instant::now();
                 for note in received.drain(..) {
                     match note {
-                        Note::Published(id) => pending.push_back((now, id)),
+                        Note::Published(id) => pending.push_back((Instant::now(), id)),
                         Note::Flush(done) => {
-                            write(&db, pending.drain(..).map(|(_, id)| id).collect()).await;
+                            let ids = pending.drain(..).map(|(_, id)| id).collect();
+                            let failed = write(&db, ids).await;
+                            retry_later(&mut pending, failed, Instant::now());
                             let _ = done.send(());
                         }
                     }
@@ -96,17 +105,30 @@ async fn run(db: PgPool, mut notes: mpsc::Receiver<Note>) {
                 while pending.front().is_some_and(|(at, _)| *at + DELAY <= now) {
                     ids.extend(pending.pop_front().map(|(_, id)| id));
                 }
-                write(&db, ids).await;
+                let failed = write(&db, ids).await;
+                retry_later(&mut pending, failed, now);
             }
         }
     }
 }
 
+/// Keeps failed records for another try after [`DELAY`], as many as [`MAX_RETRYING`] allows.
+/// `now` must be no earlier than anything pending, which keeps `pending` in time order.
+fn retry_later(pending: &mut VecDeque<(Instant, Uuid)>, failed: Vec<Uuid>, now: Instant) {
+    let room = MAX_RETRYING.saturating_sub(pending.len());
+    if failed.len() > room {
+        tracing::warn!(dropped = failed.len() - room, "publish records given up");
+    }
+    pending.extend(failed.into_iter().take(room).map(|id| (now, id)));
+}
+
 /// Sets `published_at` where it is still missing. Rows are found by key alone (see
 /// `job_writes::start_round`); those that have it (their job started) are neither locked nor
 /// written, and rows locked right now are skipped rather than waited for: their job is being
-/// started, which records the publish anyway. Never waiting, this cannot deadlock.
-async fn write(db: &PgPool, ids: Vec<Uuid>) {
+/// started, which records the publish anyway. Never waiting, this cannot deadlock. Returns the
+/// ids whose write failed.
+async fn write(db: &PgPool, ids: Vec<Uuid>) -> Vec<Uuid> {
+    let mut failed = Vec::new();
     for chunk in ids.chunks(MAX_STATEMENT) {
         let written = sqlx::query!(
             r#"WITH noted AS MATERIALIZED (
@@ -115,7 +137,7 @@ async fn write(db: &PgPool, ids: Vec<Uuid>) {
                locked AS (
                  SELECT jobs.id, jobs.published_at IS NULL AS unrecorded
                  FROM noted JOIN jobs USING (id) WHERE noted.unrecorded
-                 FOR UPDATE OF jobs SKIP LOCKED)
+                 FOR NO KEY UPDATE OF jobs SKIP LOCKED)
                UPDATE jobs SET published_at = now()
                FROM locked WHERE jobs.id = locked.id AND locked.unrecorded"#,
             chunk,
@@ -123,8 +145,9 @@ async fn write(db: &PgPool, ids: Vec<Uuid>) {
         .execute(db)
         .await;
         if let Err(error) = written {
-            // The relay will send these jobs again; their rows make the duplicates no-ops.
             tracing::warn!(%error, jobs = chunk.len(), "could not record publishes");
+            failed.extend_from_slice(chunk);
         }
     }
+    failed
 }

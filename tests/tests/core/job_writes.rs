@@ -100,9 +100,14 @@ async fn the_single_row_conditions_still_hold() {
     attempts.sort();
     assert_eq!(attempts, [1, 2]);
 
-    // Only the current attempt may record the outcome.
-    assert!(!writes.mark_succeeded(job.id, 1).await.expect("write"));
-    assert!(writes.mark_succeeded(job.id, 2).await.expect("write"));
+    // Only the current attempt may record the outcome, even when the superseded one reports in
+    // the same round: each caller hears about its own attempt.
+    let (stale, current) = tokio::join!(
+        writes.mark_succeeded(job.id, 1),
+        writes.mark_succeeded(job.id, 2)
+    );
+    assert!(!stale.expect("write"));
+    assert!(current.expect("write"));
     // A finished job cannot start again (a duplicate message changes nothing).
     assert!(writes.start_attempt(job.id).await.expect("write").is_none());
     // Unknown jobs: nothing to start, nothing to record.
@@ -169,4 +174,60 @@ async fn a_failed_round_reports_the_error_to_each_caller() {
     pool.close().await;
     let error = writes.start_attempt(job.id).await.expect_err("pool closed");
     assert!(!error.to_string().is_empty());
+}
+
+#[tokio::test]
+async fn a_publish_record_that_fails_to_write_is_retried() {
+    let (services, pool) = database().await;
+    let job = insert(&pool).await;
+    // A role that may read jobs but not yet update them: its writes fail until the grant.
+    let role = format!("{}_writer", services.name);
+    for statement in [
+        format!("CREATE ROLE {role} LOGIN"),
+        format!("GRANT SELECT ON jobs TO {role}"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(&pool)
+            .await
+            .expect("role");
+    }
+    let url = services
+        .database_url
+        .replacen("postgres@", &format!("{role}@"), 1);
+    let limited = PgPool::connect(&url).await.expect("connect as the role");
+    let writes = JobWrites::spawn(limited.clone());
+
+    writes.record_published(job.id).await;
+    writes.flush_published().await;
+    assert!(!row(&pool, job.id).await.2, "the write was refused");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "GRANT UPDATE ON jobs TO {role}"
+    )))
+    .execute(&pool)
+    .await
+    .expect("grant");
+    // Retried a moment later, without anyone asking.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let written = loop {
+        if row(&pool, job.id).await.2 {
+            break true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            break false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+
+    drop(writes);
+    limited.close().await;
+    for statement in [format!("DROP OWNED BY {role}"), format!("DROP ROLE {role}")] {
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(&pool)
+            .await
+            .expect("cleanup");
+    }
+    assert!(
+        written,
+        "the record was written once the write could succeed"
+    );
 }
