@@ -4,9 +4,10 @@
 //! (an email), `running` when a worker starts an attempt, `succeeded` when a handler with nothing
 //! else to commit is done, and `published_at` once the broker confirmed its message (deferred
 //! and written in bulk, see [`super::published_later`]). Alone, each is a statement and a
-//! commit; at thousands of jobs per second those round trips, not the rows, are the limit. [`JobWrites`] hands them to one task that writes everything requested while
-//! its rounds in flight ran as one statement per kind of write: under load a round carries many
-//! rows, when idle a write goes at once.
+//! commit; at thousands of jobs per second those round trips, not the rows, are the limit.
+//! [`JobWrites`] hands them to one task that writes everything requested while its rounds in
+//! flight ran as one statement per kind of write: under load a round carries many rows, when
+//! idle a write goes at once.
 //!
 //! Batching changes no outcome: each row keeps its own condition (the same as
 //! [`super::jobs::start_attempt`] and [`super::jobs::mark_succeeded`]) and each caller gets its
@@ -117,7 +118,8 @@ impl JobWrites {
     }
 
     /// [`super::jobs::mark_published`], deferred by about a second and batched; returns at
-    /// once. Safe to lose (see [`super::published_later`]).
+    /// once. Retried if the write fails; what a record lost anyway costs is in
+    /// [`super::published_later`].
     pub async fn record_published(&self, id: Uuid) {
         self.published.note(id).await;
     }

@@ -126,10 +126,10 @@ fn retry_later(pending: &mut VecDeque<(Instant, Uuid)>, failed: Vec<Uuid>, now: 
 /// `job_writes::start_round`); those that have it (their job started) are neither locked nor
 /// written, and rows locked right now are skipped rather than waited for: their job is being
 /// started, which records the publish anyway. Never waiting, this cannot deadlock. Returns the
-/// ids whose write failed.
+/// ids not written: after a failure the rest are not tried (Postgres is probably down, and each
+/// try could wait out the pool's acquire timeout while notes pile up).
 async fn write(db: &PgPool, ids: Vec<Uuid>) -> Vec<Uuid> {
-    let mut failed = Vec::new();
-    for chunk in ids.chunks(MAX_STATEMENT) {
+    for (index, chunk) in ids.chunks(MAX_STATEMENT).enumerate() {
         let written = sqlx::query!(
             r#"WITH noted AS MATERIALIZED (
                  SELECT jobs.id, jobs.published_at IS NULL AS unrecorded
@@ -145,9 +145,10 @@ async fn write(db: &PgPool, ids: Vec<Uuid>) -> Vec<Uuid> {
         .execute(db)
         .await;
         if let Err(error) = written {
-            tracing::warn!(%error, jobs = chunk.len(), "could not record publishes");
-            failed.extend_from_slice(chunk);
+            let unwritten = ids[index * MAX_STATEMENT..].to_vec();
+            tracing::warn!(%error, jobs = unwritten.len(), "could not record publishes");
+            return unwritten;
         }
     }
-    failed
+    Vec::new()
 }

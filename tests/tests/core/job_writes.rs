@@ -41,6 +41,19 @@ async fn row(pool: &PgPool, id: Uuid) -> (String, i32, bool) {
     (job.status, job.attempts, job.published_at.is_some())
 }
 
+/// Whether the job's `published_at` gets written within a generous deadline (deferred writes
+/// land about a second after they are asked for).
+async fn published_eventually(pool: &PgPool, id: Uuid) -> bool {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while tokio::time::Instant::now() < deadline {
+        if row(pool, id).await.2 {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    false
+}
+
 #[tokio::test]
 async fn many_concurrent_jobs_each_get_their_own_answer() {
     let (_services, pool) = database().await;
@@ -156,14 +169,10 @@ async fn publish_records_are_deferred_and_never_lost_on_a_clean_exit() {
     let last = insert(&pool).await;
     writes.record_published(last.id).await;
     drop(writes);
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !row(&pool, last.id).await.2 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "record never written"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    assert!(
+        published_eventually(&pool, last.id).await,
+        "record never written"
+    );
 }
 
 #[tokio::test]
@@ -207,16 +216,7 @@ async fn a_publish_record_that_fails_to_write_is_retried() {
     .await
     .expect("grant");
     // Retried a moment later, without anyone asking.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    let written = loop {
-        if row(&pool, job.id).await.2 {
-            break true;
-        }
-        if tokio::time::Instant::now() > deadline {
-            break false;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let written = published_eventually(&pool, job.id).await;
 
     drop(writes);
     limited.close().await;
