@@ -16,7 +16,10 @@
 //! `bench/queue.sh` runs both in one run and prints the ratio.
 
 use std::{
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -36,6 +39,10 @@ use lapin::{
 };
 use tokio::sync::Semaphore;
 use uuid::Uuid;
+
+fn micros(duration: Duration) -> u64 {
+    duration.as_micros() as u64
+}
 
 fn tunable(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -168,12 +175,15 @@ async fn kiln(config: &Config, count: usize) -> anyhow::Result<f64> {
 
     let (started, wall_start) = (Instant::now(), chrono::Utc::now());
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // Where a producer's time goes: the committed insert, then the confirmed publish.
+    let waited = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..producers {
-        let (publisher, next) = (publisher.clone(), next.clone());
+        let (publisher, next, waited) = (publisher.clone(), next.clone(), waited.clone());
         let writes = writes.clone();
         tasks.spawn(async move {
-            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < count {
+            while next.fetch_add(1, Ordering::Relaxed) < count {
+                let insert_started = Instant::now();
                 let job = writes
                     .insert(&db::jobs::NewJob {
                         id: Uuid::now_v7(),
@@ -184,7 +194,10 @@ async fn kiln(config: &Config, count: usize) -> anyhow::Result<f64> {
                         traceparent: None,
                     })
                     .await?;
+                let publish_started = Instant::now();
                 queue::publish_committed(&writes, &publisher, &job).await;
+                waited[0].fetch_add(micros(publish_started - insert_started), Ordering::Relaxed);
+                waited[1].fetch_add(micros(publish_started.elapsed()), Ordering::Relaxed);
             }
             anyhow::Ok(())
         });
@@ -193,9 +206,12 @@ async fn kiln(config: &Config, count: usize) -> anyhow::Result<f64> {
         produced??;
     }
     writes.flush_published().await;
+    let mean_ms = |total: &AtomicU64| total.load(Ordering::Relaxed) as f64 / count as f64 / 1e3;
     eprintln!(
-        "enqueued (committed, published, recorded) in {:.2}s",
-        started.elapsed().as_secs_f64()
+        "enqueued (committed, published, recorded) in {:.2}s; per job, insert {:.1} ms, publish {:.1} ms",
+        started.elapsed().as_secs_f64(),
+        mean_ms(&waited[0]),
+        mean_ms(&waited[1]),
     );
     // Polled sparsely so the counting costs Postgres little; the end is the last job's
     // `finished_at`, exact whatever the polling interval.
