@@ -10,7 +10,8 @@
 //! - `queue_bench kiln COUNT` enqueues COUNT `noop` jobs the way the API enqueues work (row
 //!   committed, published with confirms, `published_at` recorded), `BENCH_PRODUCERS` at once,
 //!   while a running `kiln-worker` consumes them; prints jobs per second from the first insert to
-//!   the moment every row reads `succeeded`. Configured like the Kiln processes (DATABASE_URL,
+//!   the moment every row reads `succeeded`, and on stderr the mean time a producer waited per
+//!   job for the committed insert and for the confirmed publish. Configured like the Kiln processes (DATABASE_URL,
 //!   AMQP_URL, KILN_NAMESPACE).
 //!
 //! `bench/queue.sh` runs both in one run and prints the ratio.
@@ -40,8 +41,23 @@ use lapin::{
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
-fn micros(duration: Duration) -> u64 {
-    duration.as_micros() as u64
+/// Where producers' time went, summed over every job, in microseconds.
+#[derive(Default)]
+struct ProducerWaits {
+    /// Until the job's row was committed.
+    insert: AtomicU64,
+    /// Until its message was confirmed by the broker.
+    publish: AtomicU64,
+}
+
+impl ProducerWaits {
+    fn add(total: &AtomicU64, waited: Duration) {
+        total.fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    fn mean_ms(total: &AtomicU64, jobs: usize) -> f64 {
+        total.load(Ordering::Relaxed) as f64 / jobs as f64 / 1e3
+    }
 }
 
 fn tunable(name: &str, default: usize) -> usize {
@@ -175,8 +191,7 @@ async fn kiln(config: &Config, count: usize) -> anyhow::Result<f64> {
 
     let (started, wall_start) = (Instant::now(), chrono::Utc::now());
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    // Where a producer's time goes: the committed insert, then the confirmed publish.
-    let waited = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+    let waited = Arc::new(ProducerWaits::default());
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..producers {
         let (publisher, next, waited) = (publisher.clone(), next.clone(), waited.clone());
@@ -196,8 +211,8 @@ async fn kiln(config: &Config, count: usize) -> anyhow::Result<f64> {
                     .await?;
                 let publish_started = Instant::now();
                 queue::publish_committed(&writes, &publisher, &job).await;
-                waited[0].fetch_add(micros(publish_started - insert_started), Ordering::Relaxed);
-                waited[1].fetch_add(micros(publish_started.elapsed()), Ordering::Relaxed);
+                ProducerWaits::add(&waited.insert, publish_started - insert_started);
+                ProducerWaits::add(&waited.publish, publish_started.elapsed());
             }
             anyhow::Ok(())
         });
@@ -206,12 +221,11 @@ async fn kiln(config: &Config, count: usize) -> anyhow::Result<f64> {
         produced??;
     }
     writes.flush_published().await;
-    let mean_ms = |total: &AtomicU64| total.load(Ordering::Relaxed) as f64 / count as f64 / 1e3;
     eprintln!(
         "enqueued (committed, published, recorded) in {:.2}s; per job, insert {:.1} ms, publish {:.1} ms",
         started.elapsed().as_secs_f64(),
-        mean_ms(&waited[0]),
-        mean_ms(&waited[1]),
+        ProducerWaits::mean_ms(&waited.insert, count),
+        ProducerWaits::mean_ms(&waited.publish, count),
     );
     // Polled sparsely so the counting costs Postgres little; the end is the last job's
     // `finished_at`, exact whatever the polling interval.
