@@ -244,8 +244,7 @@ async fn start_round(db: &PgPool, requests: Vec<(Uuid, Reply<Option<Job>>)>) {
              FROM unnest($1::uuid[]) AS wanted(id) JOIN jobs USING (id)
              ORDER BY jobs.id FOR NO KEY UPDATE OF jobs)
            UPDATE jobs
-           SET status = 'running', attempts = attempts + 1, started_at = now(),
-               finished_at = NULL, published_at = coalesce(published_at, now())
+           SET status = 'running', attempts = attempts + 1, started_at = now()
            FROM locked
            WHERE jobs.id = locked.id AND locked.startable
            RETURNING jobs.id, tenant, kind, payload, status, attempts, max_attempts, last_error,
@@ -279,7 +278,8 @@ async fn succeed_round(db: &PgPool, requests: Vec<(Uuid, i32, Reply<bool>)>) {
                     jobs.status = 'running' AND jobs.attempts = current.attempt AS is_current
              FROM unnest($1::uuid[], $2::int4[]) AS current(id, attempt) JOIN jobs USING (id)
              ORDER BY jobs.id FOR NO KEY UPDATE OF jobs)
-           UPDATE jobs SET status = 'succeeded', last_error = NULL, finished_at = now()
+           UPDATE jobs SET status = 'succeeded', last_error = NULL, finished_at = now(),
+                           published_at = coalesce(jobs.published_at, jobs.started_at)
            FROM locked WHERE jobs.id = locked.id AND locked.is_current
            RETURNING jobs.id AS "id!", jobs.attempts AS "attempt!""#,
         &ids,

@@ -1,10 +1,11 @@
 //! Publish records (`published_at`), written a moment late and in bulk.
 //!
 //! `published_at` exists for the outbox relay: a row that has none after the relay's grace
-//! period gets its message sent again. Nothing else waits on it, and a worker that starts the
-//! job records it anyway (a started job was evidently published). So a producer need not wait
-//! for the write: its confirmed ids are kept here for [`DELAY`] and written together, by which
-//! time most of those jobs have already started and need no write at all.
+//! period gets its message sent again. Nothing else waits on it, and a job that has started
+//! needs no record: the relay leaves it alone, and the attempt's outcome records the publish
+//! (a started job was evidently published). So a producer need not wait for the write: its
+//! confirmed ids are kept here for [`DELAY`] and written together, by which time most of those
+//! jobs have already started and need no write at all.
 //!
 //! Losing a record never loses a job: the relay sends the job's message a second time. The row
 //! makes that copy a no-op if the job has finished by then; if the job is still running, the copy
@@ -122,20 +123,21 @@ fn retry_later(pending: &mut VecDeque<(Instant, Uuid)>, failed: Vec<Uuid>, now: 
     pending.extend(failed.into_iter().take(room).map(|id| (now, id)));
 }
 
-/// Sets `published_at` where it is still missing. Rows are found by key alone (see
-/// `job_writes::start_round`); those that have it (their job started) are neither locked nor
-/// written, and rows locked right now are skipped rather than waited for: their job is being
-/// started, which records the publish anyway. Never waiting, this cannot deadlock. Returns the
+/// Sets `published_at` where it is still missing on a job not yet started. Rows are found by key
+/// alone (see `job_writes::start_round`); the others are neither locked nor written, and rows
+/// locked right now are skipped rather than waited for: their job is being started. Never waiting, this cannot deadlock. Returns the
 /// ids not written: after a failure the rest are not tried (Postgres is probably down, and each
 /// try could wait out the pool's acquire timeout while notes pile up).
 async fn write(db: &PgPool, ids: Vec<Uuid>) -> Vec<Uuid> {
     for (index, chunk) in ids.chunks(MAX_STATEMENT).enumerate() {
         let written = sqlx::query!(
             r#"WITH noted AS MATERIALIZED (
-                 SELECT jobs.id, jobs.published_at IS NULL AS unrecorded
+                 SELECT jobs.id,
+                        jobs.published_at IS NULL AND jobs.status = 'queued' AS unrecorded
                  FROM unnest($1::uuid[]) AS noted(id) JOIN jobs USING (id)),
                locked AS (
-                 SELECT jobs.id, jobs.published_at IS NULL AS unrecorded
+                 SELECT jobs.id,
+                        jobs.published_at IS NULL AND jobs.status = 'queued' AS unrecorded
                  FROM noted JOIN jobs USING (id) WHERE noted.unrecorded
                  FOR NO KEY UPDATE OF jobs SKIP LOCKED)
                UPDATE jobs SET published_at = now()

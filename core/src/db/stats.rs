@@ -96,10 +96,10 @@ pub async fn queue_activity(
                FILTER (WHERE j.started_at >= $3 AND j.started_at < $4 AND j.attempts = 1)
                AS wait_p95_ms
            FROM m LEFT JOIN (
-               -- Only rows that can count: each branch has an index. A job that started in
-               -- the window is running now or finished in it.
+               -- Only rows that can count: each branch has an index (live jobs a partial one).
+               -- A job that started in the window is live now or finished in it.
                SELECT * FROM jobs
-               WHERE status IN ('running', 'failed') OR finished_at >= $3 OR created_at >= $3
+               WHERE finished_at IS NULL OR finished_at >= $3 OR created_at >= $3
            ) j ON j.kind = m.kind
            GROUP BY m.queue
            ORDER BY m.queue"#,
@@ -135,7 +135,7 @@ pub async fn outbox_backlog(db: impl PgExecutor<'_>) -> Result<OutboxBacklog, sq
 /// Dead jobs now, by kind.
 pub async fn dead_by_kind(db: impl PgExecutor<'_>) -> Result<Vec<(String, i64)>, sqlx::Error> {
     let rows = sqlx::query!(
-        r#"SELECT kind, count(*) AS "count!" FROM jobs WHERE status = 'dead' GROUP BY kind"#
+        r#"SELECT kind, count(*) AS "count!" FROM jobs WHERE dead_at IS NOT NULL GROUP BY kind"#
     )
     .fetch_all(db)
     .await?;
