@@ -71,12 +71,13 @@ pub async fn insert(db: impl PgExecutor<'_>, job: &NewJob<'_>) -> Result<Job, sq
     .await
 }
 
-/// Records that the broker confirmed the job's message, unless the job has started (its
-/// attempt's outcome records it then, and the relay leaves started jobs alone).
+/// Records that the broker confirmed the job's message, on a row the relay would send again: a
+/// running or finished job needs no record (its attempt's outcome writes one), and writing it
+/// anyway would cost the start its HOT update.
 pub async fn mark_published(db: impl PgExecutor<'_>, id: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "UPDATE jobs SET published_at = now()
-         WHERE id = $1 AND published_at IS NULL AND status = 'queued'",
+         WHERE id = $1 AND published_at IS NULL AND status IN ('queued', 'failed')",
         id
     )
     .execute(db)

@@ -123,21 +123,24 @@ fn retry_later(pending: &mut VecDeque<(Instant, Uuid)>, failed: Vec<Uuid>, now: 
     pending.extend(failed.into_iter().take(room).map(|id| (now, id)));
 }
 
-/// Sets `published_at` where it is still missing on a job not yet started. Rows are found by key
-/// alone (see `job_writes::start_round`); the others are neither locked nor written, and rows
-/// locked right now are skipped rather than waited for: their job is being started. Never waiting, this cannot deadlock. Returns the
-/// ids not written: after a failure the rest are not tried (Postgres is probably down, and each
-/// try could wait out the pool's acquire timeout while notes pile up).
+/// Sets `published_at` where it is still missing on a job the relay would send again (one not
+/// running or finished). Rows are found by key alone (see `job_writes::start_round`); the
+/// others are neither locked nor written, and rows locked right now are skipped rather than
+/// waited for: their job is being started. Never waiting, this cannot deadlock. Returns the ids
+/// not written: after a failure the rest are not tried (Postgres is probably down, and each try
+/// could wait out the pool's acquire timeout while notes pile up).
 async fn write(db: &PgPool, ids: Vec<Uuid>) -> Vec<Uuid> {
     for (index, chunk) in ids.chunks(MAX_STATEMENT).enumerate() {
         let written = sqlx::query!(
             r#"WITH noted AS MATERIALIZED (
                  SELECT jobs.id,
-                        jobs.published_at IS NULL AND jobs.status = 'queued' AS unrecorded
+                        jobs.published_at IS NULL
+                        AND jobs.status IN ('queued', 'failed') AS unrecorded
                  FROM unnest($1::uuid[]) AS noted(id) JOIN jobs USING (id)),
                locked AS (
                  SELECT jobs.id,
-                        jobs.published_at IS NULL AND jobs.status = 'queued' AS unrecorded
+                        jobs.published_at IS NULL
+                        AND jobs.status IN ('queued', 'failed') AS unrecorded
                  FROM noted JOIN jobs USING (id) WHERE noted.unrecorded
                  FOR NO KEY UPDATE OF jobs SKIP LOCKED)
                UPDATE jobs SET published_at = now()
