@@ -21,6 +21,10 @@ ALTER TABLE jobs
 DROP INDEX jobs_status_kind_idx;
 CREATE INDEX jobs_live_idx ON jobs (created_at) WHERE finished_at IS NULL;
 CREATE INDEX jobs_dead_idx ON jobs (created_at) WHERE dead_at IS NOT NULL;
+-- One index entry fewer for every row version: newest-first lists walk the primary key (job
+-- ids are UUIDv7, made when the job is), and a job created in an activity window is live now
+-- or finished in that window, which the two indexes above find.
+DROP INDEX jobs_created_at_idx;
 
 -- Room on each page for a row's next version, so a HOT update finds space next to the old one:
 -- a worker starts a page's jobs about as fast as they were inserted, before the old versions

@@ -216,7 +216,8 @@ pub async fn list(
         Job,
         // No index covers `status` (updates stay HOT), so each status is found through the
         // partial index that holds it, one branch per index; a branch whose status was not
-        // asked for is skipped at run time.
+        // asked for is skipped at run time. Succeeded jobs (or all) come newest first off the
+        // primary key: job ids are UUIDv7, so their order is their creation's.
         "SELECT id, tenant, kind, payload, status, attempts, max_attempts, last_error,
                 created_at, published_at, started_at, finished_at, traceparent
          FROM jobs
@@ -233,7 +234,7 @@ pub async fn list(
              (SELECT id FROM jobs
               WHERE ($1::text IS NULL OR $1::text = 'succeeded')
                 AND ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR kind = $2)
-              ORDER BY created_at DESC LIMIT $3))
+              ORDER BY id DESC LIMIT $3))
          ORDER BY created_at DESC
          LIMIT $3",
         filter.status,

@@ -96,10 +96,10 @@ pub async fn queue_activity(
                FILTER (WHERE j.started_at >= $3 AND j.started_at < $4 AND j.attempts = 1)
                AS wait_p95_ms
            FROM m LEFT JOIN (
-               -- Only rows that can count: each branch has an index (live jobs a partial one).
-               -- A job that started in the window is live now or finished in it.
+               -- Only rows that can count: each branch has a partial index. A job created or
+               -- started in the window is live now or finished in it.
                SELECT * FROM jobs
-               WHERE finished_at IS NULL OR finished_at >= $3 OR created_at >= $3
+               WHERE finished_at IS NULL OR finished_at >= $3
            ) j ON j.kind = m.kind
            GROUP BY m.queue
            ORDER BY m.queue"#,
