@@ -232,7 +232,7 @@ async fn kiln(config: &Config, count: usize) -> anyhow::Result<f64> {
     loop {
         let (done, last): (i64, Option<chrono::DateTime<chrono::Utc>>) = sqlx::query_as(
             "SELECT count(*), max(finished_at) FROM jobs
-             WHERE kind = 'noop' AND status = 'succeeded'",
+             WHERE finished_at IS NOT NULL AND kind = 'noop' AND status = 'succeeded'",
         )
         .fetch_one(&pool)
         .await?;

@@ -244,7 +244,7 @@ async fn start_round(db: &PgPool, requests: Vec<(Uuid, Reply<Option<Job>>)>) {
              FROM unnest($1::uuid[]) AS wanted(id) JOIN jobs USING (id)
              ORDER BY jobs.id FOR NO KEY UPDATE OF jobs)
            UPDATE jobs
-           SET status = 'running', attempts = attempts + 1, started_at = now()
+           SET status = 'running', attempts = attempts + 1, started_at = now(), finished_at = NULL
            FROM locked
            WHERE jobs.id = locked.id AND locked.startable
            RETURNING jobs.id, tenant, kind, payload, status, attempts, max_attempts, last_error,

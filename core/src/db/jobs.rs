@@ -73,7 +73,7 @@ pub async fn insert(db: impl PgExecutor<'_>, job: &NewJob<'_>) -> Result<Job, sq
 
 /// Records that the broker confirmed the job's message, on a row the relay would send again: a
 /// running or finished job needs no record (its attempt's outcome writes one), and writing it
-/// anyway would cost the start its HOT update.
+/// would be an update that cannot be HOT (`published_at` is in the relay's index predicate).
 pub async fn mark_published(db: impl PgExecutor<'_>, id: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "UPDATE jobs SET published_at = now()
@@ -126,7 +126,7 @@ pub async fn start_attempt(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<J
     sqlx::query_as!(
         Job,
         "UPDATE jobs
-         SET status = 'running', attempts = attempts + 1, started_at = now()
+         SET status = 'running', attempts = attempts + 1, started_at = now(), finished_at = NULL
          WHERE id = $1 AND status IN ('queued', 'failed', 'running')
          RETURNING id, tenant, kind, payload, status, attempts, max_attempts, last_error,
                    created_at, published_at, started_at, finished_at, traceparent",
@@ -187,7 +187,7 @@ pub async fn mark_dead(
     error: &str,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query!(
-        "UPDATE jobs SET status = 'dead', last_error = $3, finished_at = now(), dead_at = now(),
+        "UPDATE jobs SET status = 'dead', last_error = $3, finished_at = now(),
                          published_at = coalesce(published_at, started_at)
          WHERE id = $1 AND status = 'running' AND attempts = $2",
         id,
@@ -221,20 +221,20 @@ pub async fn list(
         "SELECT id, tenant, kind, payload, status, attempts, max_attempts, last_error,
                 created_at, published_at, started_at, finished_at, traceparent
          FROM jobs
-         WHERE id IN (
+         WHERE id = ANY(ARRAY(
              (SELECT id FROM jobs
-              WHERE finished_at IS NULL AND $1::text IN ('queued', 'running', 'failed')
+              WHERE is_live AND $1::text IN ('queued', 'running', 'failed')
                 AND status = $1 AND ($2::text IS NULL OR kind = $2)
               ORDER BY created_at DESC LIMIT $3)
              UNION ALL
              (SELECT id FROM jobs
-              WHERE dead_at IS NOT NULL AND $1::text = 'dead' AND ($2::text IS NULL OR kind = $2)
+              WHERE is_dead AND $1::text = 'dead' AND ($2::text IS NULL OR kind = $2)
               ORDER BY created_at DESC LIMIT $3)
              UNION ALL
              (SELECT id FROM jobs
               WHERE ($1::text IS NULL OR $1::text = 'succeeded')
                 AND ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR kind = $2)
-              ORDER BY id DESC LIMIT $3))
+              ORDER BY id DESC LIMIT $3)))
          ORDER BY created_at DESC
          LIMIT $3",
         filter.status,
@@ -252,8 +252,8 @@ pub async fn revive(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Job>, sq
         Job,
         "UPDATE jobs
          SET status = 'queued', attempts = 0, last_error = NULL, published_at = NULL,
-             started_at = NULL, finished_at = NULL, dead_at = NULL, run_after = now()
-         WHERE id = $1 AND dead_at IS NOT NULL
+             started_at = NULL, finished_at = NULL, run_after = now()
+         WHERE id = $1 AND is_dead
          RETURNING id, tenant, kind, payload, status, attempts, max_attempts, last_error,
                    created_at, published_at, started_at, finished_at, traceparent",
         id,
@@ -272,9 +272,9 @@ pub async fn revive_dead(
         Job,
         "UPDATE jobs
          SET status = 'queued', attempts = 0, last_error = NULL, published_at = NULL,
-             started_at = NULL, finished_at = NULL, dead_at = NULL, run_after = now()
+             started_at = NULL, finished_at = NULL, run_after = now()
          WHERE id IN (SELECT id FROM jobs
-                      WHERE dead_at IS NOT NULL AND ($1::text IS NULL OR kind = $1)
+                      WHERE is_dead AND ($1::text IS NULL OR kind = $1)
                       ORDER BY created_at
                       LIMIT $2
                       FOR UPDATE SKIP LOCKED)
@@ -289,7 +289,7 @@ pub async fn revive_dead(
 
 /// Deletes a dead job; returns whether there was one.
 pub async fn discard_dead(db: impl PgExecutor<'_>, id: Uuid) -> Result<bool, sqlx::Error> {
-    let deleted = sqlx::query!("DELETE FROM jobs WHERE id = $1 AND dead_at IS NOT NULL", id)
+    let deleted = sqlx::query!("DELETE FROM jobs WHERE id = $1 AND is_dead", id)
         .execute(db)
         .await?;
     Ok(deleted.rows_affected() == 1)
@@ -304,7 +304,7 @@ pub async fn discard_dead_matching(
     sqlx::query_scalar!(
         "DELETE FROM jobs
          WHERE id IN (SELECT id FROM jobs
-                      WHERE dead_at IS NOT NULL AND ($1::text IS NULL OR kind = $1)
+                      WHERE is_dead AND ($1::text IS NULL OR kind = $1)
                       ORDER BY created_at
                       LIMIT $2
                       FOR UPDATE SKIP LOCKED)
@@ -349,8 +349,9 @@ pub async fn recent_failures(db: impl PgExecutor<'_>, limit: i64) -> Result<Vec<
         "SELECT id, tenant, kind, payload, status, attempts, max_attempts, last_error,
                 created_at, published_at, started_at, finished_at, traceparent
          FROM jobs
-         -- Retrying jobs are live, dead ones have `dead_at`: each side has a partial index.
-         WHERE ((finished_at IS NULL AND status = 'failed') OR dead_at IS NOT NULL)
+         -- Live and dead jobs each have a partial index. A retrying job's failure is dated by
+         -- its attempt's start (a failure writes no time of its own, to stay a cheap update).
+         WHERE ((is_live AND status = 'failed') OR is_dead)
            AND last_error IS NOT NULL
          ORDER BY coalesce(finished_at, started_at, created_at) DESC
          LIMIT $1",

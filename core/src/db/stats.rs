@@ -99,7 +99,7 @@ pub async fn queue_activity(
                -- Only rows that can count: each branch has a partial index. A job created or
                -- started in the window is live now or finished in it.
                SELECT * FROM jobs
-               WHERE finished_at IS NULL OR finished_at >= $3
+               WHERE is_live OR finished_at >= $3
            ) j ON j.kind = m.kind
            GROUP BY m.queue
            ORDER BY m.queue"#,
@@ -134,11 +134,10 @@ pub async fn outbox_backlog(db: impl PgExecutor<'_>) -> Result<OutboxBacklog, sq
 
 /// Dead jobs now, by kind.
 pub async fn dead_by_kind(db: impl PgExecutor<'_>) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    let rows = sqlx::query!(
-        r#"SELECT kind, count(*) AS "count!" FROM jobs WHERE dead_at IS NOT NULL GROUP BY kind"#
-    )
-    .fetch_all(db)
-    .await?;
+    let rows =
+        sqlx::query!(r#"SELECT kind, count(*) AS "count!" FROM jobs WHERE is_dead GROUP BY kind"#)
+            .fetch_all(db)
+            .await?;
     Ok(rows.into_iter().map(|r| (r.kind, r.count)).collect())
 }
 
