@@ -40,7 +40,9 @@ const LEASE: Duration = Duration::from_secs(30);
 /// no lock is held while publishing (a worker may be reading the row meanwhile) and a second
 /// relay skips them. Each confirmed publish is recorded at once, so a failure part-way loses no
 /// progress. `run_after` rather than `created_at` decides staleness: an operator's retry resets
-/// it, so the relay does not race the API publishing a revived job.
+/// it, so the relay does not race the API publishing a revived job. The status filter carries
+/// weight: a started job's row has no publish record until its attempt ends (so that the start
+/// stays a HOT update), and a running job must never be sent a second time.
 pub async fn relay_once(db: &PgPool, publisher: &Publisher) -> anyhow::Result<usize> {
     let grace = GRACE.as_secs_f64();
     let lease = LEASE.as_secs_f64();
