@@ -90,10 +90,16 @@ async fn starting_an_attempt_changes_no_indexed_column() {
     let jobs = ids.len() as i64;
     let (all, hot) = update_counts(&services, 4 * jobs).await;
     assert_eq!(all, 4 * jobs);
-    // Every start is HOT. The first failure also records the publish (no producer record came
+    // Starts are HOT. The first failure also records the publish (no producer record came
     // first here), which takes the row out of the relay's partial index and cannot be HOT; the
-    // second failure then is.
-    assert_eq!(hot, 3 * jobs, "starts and recorded failures should be HOT");
+    // second failure then is. A HOT update also needs room on its page, which pruning usually
+    // but not always finds in time: a few may miss. An index on a column these writes change
+    // would make none of them HOT.
+    let eligible = 3 * jobs;
+    assert!(
+        hot <= eligible && hot * 10 >= eligible * 9,
+        "{hot} of {eligible} starts and recorded failures were HOT"
+    );
 }
 
 #[tokio::test]
