@@ -5,7 +5,7 @@ use kiln_core::{
     db::{
         self,
         job_writes::JobWrites,
-        jobs::{Job, JobFilter, NewJob},
+        jobs::{Job, JobFilter},
     },
     jobs::JobKind,
 };
@@ -13,28 +13,7 @@ use kiln_tests::Services;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-async fn database() -> (Services, PgPool) {
-    let services = Services::create(None).await.expect("services");
-    let pool = services.db().await;
-    db::migrate(&pool).await.expect("migrations");
-    (services, pool)
-}
-
-async fn insert(pool: &PgPool, kind: JobKind) -> Job {
-    db::jobs::insert(
-        pool,
-        &NewJob {
-            id: Uuid::now_v7(),
-            tenant: None,
-            kind,
-            payload: serde_json::json!({}),
-            max_attempts: 3,
-            traceparent: None,
-        },
-    )
-    .await
-    .expect("insert")
-}
+use crate::support::{database, insert};
 
 async fn start(pool: &PgPool, id: Uuid) -> Job {
     let started = db::jobs::start_attempt(pool, id).await.expect("start");

@@ -2,39 +2,13 @@
 //! the same conditions as the single-row writes, however many share a round.
 
 use kiln_core::{
-    db::{
-        self,
-        job_writes::JobWrites,
-        jobs::{Job, NewJob},
-    },
+    db::{self, job_writes::JobWrites, jobs::NewJob},
     jobs::JobKind,
 };
-use kiln_tests::Services;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-async fn database() -> (Services, PgPool) {
-    let services = Services::create(None).await.expect("services");
-    let pool = services.db().await;
-    db::migrate(&pool).await.expect("migrations");
-    (services, pool)
-}
-
-async fn insert(pool: &PgPool) -> Job {
-    db::jobs::insert(
-        pool,
-        &NewJob {
-            id: Uuid::now_v7(),
-            tenant: None,
-            kind: JobKind::Noop,
-            payload: serde_json::json!({}),
-            max_attempts: 3,
-            traceparent: None,
-        },
-    )
-    .await
-    .expect("insert")
-}
+use crate::support::{database, insert};
 
 async fn row(pool: &PgPool, id: Uuid) -> (String, i32, bool) {
     let job = db::jobs::find(pool, id).await.expect("find").expect("row");
@@ -102,7 +76,7 @@ async fn many_concurrent_jobs_each_get_their_own_answer() {
 async fn the_single_row_conditions_still_hold() {
     let (_services, pool) = database().await;
     let writes = JobWrites::spawn(pool.clone());
-    let job = insert(&pool).await;
+    let job = insert(&pool, JobKind::Noop).await;
 
     // Two messages of one job at once: two attempts, one after the other, never one shared.
     let (a, b) = tokio::join!(writes.start_attempt(job.id), writes.start_attempt(job.id));
@@ -145,8 +119,8 @@ async fn the_single_row_conditions_still_hold() {
 async fn publish_records_are_deferred_and_never_lost_on_a_clean_exit() {
     let (_services, pool) = database().await;
     let writes = JobWrites::spawn(pool.clone());
-    let waiting = insert(&pool).await;
-    let started = insert(&pool).await;
+    let waiting = insert(&pool, JobKind::Noop).await;
+    let started = insert(&pool, JobKind::Noop).await;
     writes.start_attempt(started.id).await.expect("start");
 
     writes.record_published(waiting.id).await;
@@ -160,7 +134,7 @@ async fn publish_records_are_deferred_and_never_lost_on_a_clean_exit() {
     assert_eq!(row(&pool, started.id).await, ("succeeded".into(), 1, true));
 
     // Records still pending when the last handle goes are written then.
-    let last = insert(&pool).await;
+    let last = insert(&pool, JobKind::Noop).await;
     writes.record_published(last.id).await;
     drop(writes);
     assert!(
@@ -173,7 +147,7 @@ async fn publish_records_are_deferred_and_never_lost_on_a_clean_exit() {
 async fn a_failed_round_reports_the_error_to_each_caller() {
     let (_services, pool) = database().await;
     let writes = JobWrites::spawn(pool.clone());
-    let job = insert(&pool).await;
+    let job = insert(&pool, JobKind::Noop).await;
     pool.close().await;
     let error = writes.start_attempt(job.id).await.expect_err("pool closed");
     assert!(!error.to_string().is_empty());
@@ -182,7 +156,7 @@ async fn a_failed_round_reports_the_error_to_each_caller() {
 #[tokio::test]
 async fn a_publish_record_that_fails_to_write_is_retried() {
     let (services, pool) = database().await;
-    let job = insert(&pool).await;
+    let job = insert(&pool, JobKind::Noop).await;
     // A role that may read jobs but not yet update them: its writes fail until the grant.
     let role = format!("{}_writer", services.name);
     for statement in [

@@ -3,3 +3,4 @@
 mod cache;
 mod job_rows;
 mod job_writes;
+mod support;
