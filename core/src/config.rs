@@ -68,8 +68,12 @@ pub struct Config {
     pub max_upload_bytes: u64,
     /// Images whose header claims more pixels than this are refused with 422.
     pub max_pixels: u64,
-    /// Jobs in flight per worker process (the consumer prefetch).
+    /// Jobs running at once per worker process, across the queues without an override of
+    /// their own (`KILN_WORKER_CONCURRENCY`).
     pub worker_concurrency: u16,
+    /// Queues with a concurrency of their own, not counted against `worker_concurrency`
+    /// (`KILN_CONCURRENCY_MEDIA`, `_EMAIL`, `_BACKUP`, `_MAINTENANCE`).
+    pub queue_concurrency: Vec<(crate::jobs::QueueKind, u16)>,
     /// Threads that decode/resize/encode at once; CPU-bound, so about the core count.
     pub cpu_threads: usize,
     /// JPEG quality of variants, 1–100.
@@ -89,6 +93,13 @@ pub struct Config {
     pub max_attempts_by_kind: Vec<(crate::jobs::JobKind, i32)>,
     /// The retry ladder: attempt n waits `retry_delays[n-1]` (the last repeats) in a delay queue.
     pub retry_delays: Vec<Duration>,
+    /// How long a live job may go without moving before the rescuer republishes it
+    /// (`KILN_RESCUE_AFTER`): a queued job published this long ago and not started, a failed
+    /// job whose retry is this overdue. Also the least time between two rescues of one job.
+    pub rescue_after: Duration,
+    /// A worker whose heartbeat is older than this has lost its running jobs
+    /// (`KILN_HEARTBEAT_TIMEOUT`); it heartbeats six times as often.
+    pub heartbeat_timeout: Duration,
     /// The database the `backup` job dumps (`KILN_BACKUP_DATABASE_URL`, default `DATABASE_URL`).
     pub backup_database_url: SecretString,
     /// Retention: the newest N backups are always kept (`KILN_BACKUP_KEEP_LAST`).
@@ -104,8 +115,8 @@ pub struct Config {
     /// Overrides every job kind's run-time limit (`KILN_JOB_TIMEOUT_SECS`); `None` keeps each
     /// kind's own default (media 5 min, email 1 min, backup 1 h, cleanup 10 min).
     pub job_timeout: Option<Duration>,
-    /// Test-only fault injection: `panic`, `hang` or `abort` (the whole process) makes every
-    /// media job do that
+    /// Test-only fault injection: `panic`, `hang`, `abort` (the whole process) or `slow` (10 s,
+    /// then the real work) makes every media job do that
     /// (`KILN_TEST_FAULT`), to prove the panic boundary and the timeouts.
     pub test_fault: String,
     /// Test-only fault injection: the first N storage writes of this process fail.
@@ -139,6 +150,21 @@ impl Config {
             };
             max_attempts_by_kind.push((kind, env.bounded(var, max_attempts, 1, 100)?));
         }
+        let mut queue_concurrency = Vec::new();
+        for queue in crate::jobs::QueueKind::ALL {
+            let var = match queue {
+                crate::jobs::QueueKind::Media => "KILN_CONCURRENCY_MEDIA",
+                crate::jobs::QueueKind::Email => "KILN_CONCURRENCY_EMAIL",
+                crate::jobs::QueueKind::Backup => "KILN_CONCURRENCY_BACKUP",
+                crate::jobs::QueueKind::Maintenance => "KILN_CONCURRENCY_MAINTENANCE",
+            };
+            if let Some(limit) = env.optional::<u16>(var)? {
+                if !(1..=1024).contains(&limit) {
+                    return Err(env.error(var, format!("{limit} is outside 1..=1024")));
+                }
+                queue_concurrency.push((queue, limit));
+            }
+        }
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Self {
             database_url: env.secret("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/kiln"),
@@ -171,6 +197,7 @@ impl Config {
             max_upload_bytes: env.parse("KILN_MAX_UPLOAD_BYTES", "52428800")?,
             max_pixels: env.parse("KILN_MAX_PIXELS", "50000000")?,
             worker_concurrency: env.bounded("KILN_WORKER_CONCURRENCY", 4, 1, 1024)?,
+            queue_concurrency,
             cpu_threads: env.bounded("KILN_CPU_THREADS", cpus, 1, 1024)?,
             jpeg_quality: env.bounded("KILN_JPEG_QUALITY", 82, 1, 100)?,
             webp_quality: env.bounded("KILN_WEBP_QUALITY", 80, 1, 100)?,
@@ -185,6 +212,14 @@ impl Config {
             max_attempts,
             max_attempts_by_kind,
             retry_delays: parse_delays(&env.string("KILN_RETRY_DELAYS", "1s,5s,30s,2m,10m,1h"))?,
+            rescue_after: parse_duration(
+                "KILN_RESCUE_AFTER",
+                &env.string("KILN_RESCUE_AFTER", "5m"),
+            )?,
+            heartbeat_timeout: parse_duration(
+                "KILN_HEARTBEAT_TIMEOUT",
+                &env.string("KILN_HEARTBEAT_TIMEOUT", "30s"),
+            )?,
             auth_cache_ttl: Duration::from_secs(env.bounded(
                 "KILN_AUTH_CACHE_SECS",
                 30,
@@ -202,11 +237,11 @@ impl Config {
                 .optional::<u64>("KILN_JOB_TIMEOUT_SECS")?
                 .map(Duration::from_secs),
             test_fault: match env.string("KILN_TEST_FAULT", "").as_str() {
-                fault @ ("" | "panic" | "hang" | "abort") => fault.to_owned(),
+                fault @ ("" | "panic" | "hang" | "abort" | "slow") => fault.to_owned(),
                 other => {
                     return Err(env.error(
                         "KILN_TEST_FAULT",
-                        format!("{other:?} is not panic, hang or abort"),
+                        format!("{other:?} is not panic, hang, abort or slow"),
                     ));
                 }
             },
@@ -227,6 +262,14 @@ impl Config {
             .iter()
             .find(|(k, _)| *k == kind)
             .map_or(self.max_attempts, |(_, n)| *n)
+    }
+
+    /// The concurrency of its own that `queue` has, if any.
+    pub fn concurrency_override(&self, queue: crate::jobs::QueueKind) -> Option<u16> {
+        self.queue_concurrency
+            .iter()
+            .find(|(q, _)| *q == queue)
+            .map(|(_, n)| *n)
     }
 
     /// The RabbitMQ names for this namespace and retry ladder.
@@ -311,35 +354,45 @@ fn parse_namespace(raw: &str) -> Result<String, ConfigError> {
 
 /// Parses a comma-separated list of durations such as `500ms,5s,2m,1h`.
 pub fn parse_delays(raw: &str) -> Result<Vec<Duration>, ConfigError> {
-    let error = |message: String| ConfigError {
-        var: "KILN_RETRY_DELAYS",
-        message,
-    };
-    let mut delays = Vec::new();
-    for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let split = entry
-            .find(|c: char| !c.is_ascii_digit())
-            .ok_or_else(|| error(format!("{entry:?} needs a unit (ms, s, m, h)")))?;
-        let (number, unit) = entry.split_at(split);
-        let number: u64 = number
-            .parse()
-            .map_err(|_| error(format!("{entry:?} does not start with a number")))?;
-        let millis = match unit {
-            "ms" => number,
-            "s" => number * 1_000,
-            "m" => number * 60_000,
-            "h" => number * 3_600_000,
-            _ => return Err(error(format!("{entry:?}: unit must be ms, s, m or h"))),
-        };
-        if millis == 0 || millis > 24 * 3_600_000 {
-            return Err(error(format!("{entry:?} must be between 1ms and 24h")));
-        }
-        delays.push(Duration::from_millis(millis));
-    }
+    let delays = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|entry| parse_duration("KILN_RETRY_DELAYS", entry))
+        .collect::<Result<Vec<_>, _>>()?;
     if delays.is_empty() {
-        return Err(error("at least one delay is needed".into()));
+        return Err(ConfigError {
+            var: "KILN_RETRY_DELAYS",
+            message: "at least one delay is needed".into(),
+        });
     }
     Ok(delays)
+}
+
+/// Parses one duration of `var`, written as `KILN_RETRY_DELAYS` writes them: `500ms`, `5s`,
+/// `2m`, `1h`; between 1 ms and 24 h.
+pub fn parse_duration(var: &'static str, raw: &str) -> Result<Duration, ConfigError> {
+    let error = |message: String| ConfigError { var, message };
+    let entry = raw.trim();
+    let split = entry
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| error(format!("{entry:?} needs a unit (ms, s, m, h)")))?;
+    let (number, unit) = entry.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| error(format!("{entry:?} does not start with a number")))?;
+    let unit_millis: u64 = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(error(format!("{entry:?}: unit must be ms, s, m or h"))),
+    };
+    let millis = number.saturating_mul(unit_millis);
+    if millis == 0 || millis > 24 * 3_600_000 {
+        return Err(error(format!("{entry:?} must be between 1ms and 24h")));
+    }
+    Ok(Duration::from_millis(millis))
 }
 
 /// Parses `thumb:160,small:480`, sorted largest first: the worker makes the largest variant
@@ -426,6 +479,16 @@ mod tests {
     }
 
     #[test]
+    fn a_queue_may_have_a_concurrency_of_its_own() {
+        use crate::jobs::QueueKind;
+        let set = config(&[("KILN_CONCURRENCY_MEDIA", "1")]).expect("ok");
+        assert_eq!(set.concurrency_override(QueueKind::Media), Some(1));
+        assert_eq!(set.concurrency_override(QueueKind::Email), None);
+        let err = config(&[("KILN_CONCURRENCY_EMAIL", "0")]).expect_err("zero");
+        assert_eq!(err.var, "KILN_CONCURRENCY_EMAIL");
+    }
+
+    #[test]
     fn retry_delays_take_units() {
         let delays = parse_delays("500ms, 5s,2m,1h").expect("valid");
         assert_eq!(delays[0], Duration::from_millis(500));
@@ -433,6 +496,17 @@ mod tests {
         assert!(parse_delays("5").is_err());
         assert!(parse_delays("0s").is_err());
         assert!(parse_delays("5d").is_err());
+    }
+
+    #[test]
+    fn rescue_and_heartbeat_times_are_durations_with_units() {
+        let defaults = config(&[]).expect("defaults");
+        assert_eq!(defaults.rescue_after, Duration::from_secs(300));
+        assert_eq!(defaults.heartbeat_timeout, Duration::from_secs(30));
+        let set = config(&[("KILN_RESCUE_AFTER", "10s")]).expect("valid");
+        assert_eq!(set.rescue_after, Duration::from_secs(10));
+        let err = config(&[("KILN_HEARTBEAT_TIMEOUT", "30")]).expect_err("no unit");
+        assert_eq!(err.var, "KILN_HEARTBEAT_TIMEOUT");
     }
 
     #[test]

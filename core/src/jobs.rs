@@ -185,3 +185,39 @@ pub struct EmailPayload {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub html: Option<String>,
 }
+
+/// Where a JSON value holds a NUL character (`\u0000`), as a path such as `data.user.name` or
+/// `data[2]`, starting from `root`. Postgres' `jsonb` cannot store one: a payload carrying it
+/// would fail the statement that inserts it, so every caller refuses it up front.
+pub fn find_nul(value: &serde_json::Value, root: &str) -> Option<String> {
+    match value {
+        serde_json::Value::String(s) if s.contains('\0') => Some(root.to_owned()),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| find_nul(item, &format!("{root}[{i}]"))),
+        serde_json::Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+            if key.contains('\0') {
+                Some(root.to_owned())
+            } else {
+                find_nul(item, &format!("{root}.{key}"))
+            }
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod nul_tests {
+    use super::find_nul;
+
+    #[test]
+    fn a_nul_is_found_at_any_depth_and_named_by_its_path() {
+        let clean = serde_json::json!({"a": ["x", {"b": "y"}], "n": 1});
+        assert_eq!(find_nul(&clean, "data"), None);
+        let deep = serde_json::json!({"a": ["x", {"b": "y\u{0}"}]});
+        assert_eq!(find_nul(&deep, "data").as_deref(), Some("data.a[1].b"));
+        let key = serde_json::json!({"k\u{0}": 1});
+        assert_eq!(find_nul(&key, "data").as_deref(), Some("data"));
+    }
+}

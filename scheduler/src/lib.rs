@@ -8,9 +8,11 @@
 //!   sample a minute for the dashboard's charts.
 //! - [`relay`]: republishes job rows that were committed but never confirmed by the broker
 //!   (the API crashed, or RabbitMQ was down, between commit and publish).
+//! - [`rescuer`]: republishes live jobs whose confirmed message is gone, or whose worker died.
 
 pub mod catch_up;
 pub mod relay;
+pub mod rescuer;
 pub mod sampler;
 pub mod schedule;
 pub mod tick;

@@ -1,4 +1,4 @@
-//! `kiln-scheduler`: runs the cron table and the outbox relay until SIGTERM, or fires one
+//! `kiln-scheduler`: runs the cron table, the outbox relay and the rescuer until SIGTERM, or fires one
 //! schedule by hand (`kiln-scheduler enqueue <schedule>`).
 
 use std::sync::Arc;
@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use kiln_core::{Config, db, queue::Publisher, shutdown, telemetry};
-use kiln_scheduler::{catch_up, relay, sampler, schedule, tick};
+use kiln_scheduler::{catch_up, relay, rescuer, sampler, schedule, tick};
 use tokio_cron_scheduler::{Job, JobScheduler};
 
 #[derive(Parser)]
@@ -113,10 +113,22 @@ async fn run(
     let sampling = tokio::spawn(sampler::run(
         pool.clone(),
         publisher.clone(),
+        config.heartbeat_timeout,
+        cancel.clone(),
+    ));
+    let rescue = rescuer::Settings {
+        rescue_after: config.rescue_after,
+        heartbeat_timeout: config.heartbeat_timeout,
+    };
+    let rescuing = tokio::spawn(rescuer::run(
+        pool.clone(),
+        publisher.clone(),
+        rescue,
         cancel.clone(),
     ));
     relay::run(pool, publisher, cancel.clone()).await;
     sampling.await.ok();
+    rescuing.await.ok();
 
     cron.shutdown().await.ok();
     metrics_task.await.ok();

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, DurationRound, Utc};
 use kiln_core::{
     db::{self, stats::Sample},
-    jobs::JobKind,
+    jobs::{JobKind, QueueKind},
     queue::{Publisher, QueueStats},
 };
 use sqlx::PgPool;
@@ -19,8 +19,14 @@ const INTERVAL: Duration = Duration::from_secs(5);
 /// How long samples are kept.
 const RETENTION_DAYS: i64 = 7;
 
-/// Runs until `cancel` fires.
-pub async fn run(db: PgPool, publisher: Publisher, cancel: CancellationToken) {
+/// Runs until `cancel` fires; a worker counts as alive while its heartbeat is younger than
+/// `heartbeat_timeout`.
+pub async fn run(
+    db: PgPool,
+    publisher: Publisher,
+    heartbeat_timeout: Duration,
+    cancel: CancellationToken,
+) {
     let mut last_sampled: Option<DateTime<Utc>> = None;
     loop {
         let queues = match publisher.queue_stats().await {
@@ -33,7 +39,7 @@ pub async fn run(db: PgPool, publisher: Publisher, cancel: CancellationToken) {
                 None
             }
         };
-        if let Err(error) = export_postgres(&db).await {
+        if let Err(error) = export_postgres(&db, heartbeat_timeout).await {
             tracing::debug!(%error, "outbox and dead-job gauges unavailable");
         }
         let minute = Utc::now().duration_trunc(chrono::Duration::minutes(1)).ok();
@@ -65,7 +71,7 @@ fn export_queues(queues: &[QueueStats]) {
     }
 }
 
-async fn export_postgres(db: &PgPool) -> Result<(), sqlx::Error> {
+async fn export_postgres(db: &PgPool, heartbeat_timeout: Duration) -> Result<(), sqlx::Error> {
     let backlog = db::stats::outbox_backlog(db).await?;
     metrics::gauge!("kiln_outbox_unpublished_jobs").set(backlog.unpublished as f64);
     metrics::gauge!("kiln_outbox_oldest_age_seconds")
@@ -77,6 +83,22 @@ async fn export_postgres(db: &PgPool) -> Result<(), sqlx::Error> {
             .find(|(k, _)| k == kind.as_str())
             .map_or(0, |(_, n)| *n);
         metrics::gauge!("kiln_dead_jobs", "kind" => kind.as_str()).set(count as f64);
+    }
+    let oldest = db::rescue::oldest_live_by_kind(db).await?;
+    for kind in JobKind::ALL {
+        let age = oldest
+            .iter()
+            .find(|(k, _)| k == kind.as_str())
+            .map_or(0.0, |(_, age)| *age);
+        metrics::gauge!("kiln_oldest_live_job_age_seconds", "kind" => kind.as_str()).set(age);
+    }
+    let alive = db::workers::alive_by_queue(db, heartbeat_timeout).await?;
+    for queue in QueueKind::ALL {
+        let workers = alive
+            .iter()
+            .find(|w| w.queue == queue.as_str())
+            .map_or(0, |w| w.workers);
+        metrics::gauge!("kiln_workers_alive", "queue" => queue.as_str()).set(workers as f64);
     }
     // The worker sets this when it takes a backup; from the table it survives restarts.
     if let Some(last) = db::backups::list(db).await?.first() {

@@ -223,12 +223,18 @@ fn check(entries: Vec<RawEntry>) -> Result<Vec<Schedule>, ScheduleError> {
                 .map_err(|()| error("missed policy must be skip or once"))?,
         };
         let parsed = parse_cron(&entry.cron).ok_or_else(|| error("not a valid cron expression"))?;
+        let payload = entry.payload.unwrap_or_default();
+        if kiln_core::jobs::find_nul(&serde_json::Value::Object(payload.clone()), "payload")
+            .is_some()
+        {
+            return Err(error("the payload must not contain NUL characters"));
+        }
         table.push(Schedule {
             name: name.to_owned(),
             cron: entry.cron.trim().to_owned(),
             kind,
             missed,
-            payload: entry.payload.unwrap_or_default(),
+            payload,
             parsed,
         });
     }
@@ -270,6 +276,12 @@ mod tests {
         let (capped, latest) = table[0].ticks_between(since, until, 2);
         assert_eq!(capped, 2);
         assert_eq!(latest, "2026-01-01T00:05:00Z".parse().ok());
+    }
+
+    #[test]
+    fn a_payload_with_a_nul_is_refused() {
+        let error = parse("n|0 * * * * *|cleanup|skip|{\"x\": \"a\\u0000\"}").expect_err("nul");
+        assert!(error.to_string().contains("NUL"), "{error}");
     }
 
     #[test]

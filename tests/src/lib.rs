@@ -25,6 +25,8 @@ pub struct TestApp {
     // Field order is drop order: the processes stop before their database is dropped.
     pub api: Process,
     pub worker: Option<Process>,
+    /// Started only when [`Options::with_scheduler`] asks for it.
+    pub scheduler: Option<Process>,
     pub services: Services,
     pub address: String,
     pub metrics_address: String,
@@ -41,6 +43,8 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// Start without a worker (jobs stay queued).
     pub without_worker: bool,
+    /// Also start `kiln-scheduler` (relay, rescuer, cron).
+    pub with_scheduler: bool,
     /// Skip `kiln-api migrate` (to test `KILN_MIGRATE=true` instead).
     pub skip_migrate: bool,
     /// A Postgres server URL (without database) to use instead of the shared one.
@@ -94,10 +98,18 @@ async fn try_spawn(options: Options) -> anyhow::Result<TestApp> {
         worker.wait_for_log("consuming").await?;
         Some(worker)
     };
+    let scheduler = if options.with_scheduler {
+        let scheduler = Process::spawn("kiln-scheduler", &[], &env)?;
+        scheduler.wait_for_log("scheduler started").await?;
+        Some(scheduler)
+    } else {
+        None
+    };
     Ok(TestApp {
         services,
         api,
         worker,
+        scheduler,
         address: format!("http://{address}"),
         metrics_address: format!("http://{metrics_address}"),
         client: reqwest::Client::new(),
@@ -445,6 +457,22 @@ impl TestApp {
         }
         connection.close(200, "done".into()).await.ok();
         messages
+    }
+
+    /// Polls the job's row (two minutes at most) until its status is `status`.
+    pub async fn wait_for_job_row(&self, id: &str, status: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let (now, _) = self.job_row(id).await;
+            if now == status {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "job {id} is {now}, never {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// A job row's status and attempts, read from Postgres.

@@ -1,7 +1,7 @@
 //! The delivery loop.
 //!
-//! Connect, declare the topology, set prefetch to the configured concurrency and consume with
-//! manual acks. Each delivery runs as a tracked task; when the connection or channel dies the
+//! Connect, declare the topology, set each queue's prefetch to its slots (see [`crate::slots`])
+//! and consume with manual acks. Each delivery runs as a tracked task once it has a slot; when the connection or channel dies the
 //! loop reconnects with exponential backoff and jitter (in-flight messages of the dead channel
 //! are redelivered by the broker, and the job rows make that harmless). On shutdown the consumer
 //! is cancelled first, then in-flight jobs get the grace period to finish and be acked.
@@ -91,12 +91,15 @@ async fn consume(
     let connection = queue::connect(&ctx.config.amqp_url, "kiln-worker").await?;
     let channel = connection.create_channel().await?;
     queue::declare(&channel, topology).await?;
-    channel
-        .basic_qos(ctx.config.worker_concurrency, BasicQosOptions::default())
-        .await?;
     let mut streams = Vec::new();
     for queue in queues {
         let name = topology.queue(*queue);
+        // Per consumer (quorum queues refuse a global QoS): set before each consume, so each
+        // queue's consumer holds no more deliveries than its slots can start.
+        let prefetch = ctx.slots.limit(*queue);
+        channel
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await?;
         let consumer = channel
             .basic_consume(
                 name.as_str().into(),
@@ -105,17 +108,18 @@ async fn consume(
                 FieldTable::default(),
             )
             .await?;
-        tracing::info!(
-            queue = name,
-            prefetch = ctx.config.worker_concurrency,
-            "consuming"
-        );
-        streams.push(consumer);
+        tracing::info!(queue = name, prefetch, "consuming");
+        streams.push((*queue, consumer));
     }
     // Consuming again: the next loss starts its backoff from the shortest delay.
     *failures = 0;
     let acks = Acks::spawn();
-    let mut deliveries = futures::stream::select_all(streams.iter().cloned());
+    let mut deliveries = futures::stream::select_all(
+        streams
+            .iter()
+            .map(|&(queue, ref consumer)| consumer.clone().map(move |d| (queue, d))),
+    );
+    let streams: Vec<lapin::Consumer> = streams.into_iter().map(|(_, c)| c).collect();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => {
@@ -123,12 +127,19 @@ async fn consume(
                 return Ok(connection);
             }
             next = deliveries.next() => match next {
-                Some(Ok(delivery)) => {
+                Some((queue, Ok(delivery))) => {
                     acks.delivered(delivery.delivery_tag);
                     let ctx = ctx.clone();
                     let shutdown = shutdown.clone();
                     let acks = acks.clone();
                     tracker.spawn(async move {
+                        let slot = tokio::select! {
+                            slot = ctx.slots.acquire(queue) => slot,
+                            // Not started: back to the queue for another worker.
+                            _ = shutdown.cancelled() => {
+                                return settle_message(&delivery, Settle::Requeue, &acks).await;
+                            }
+                        };
                         let settle = runner::handle(
                             &ctx,
                             &delivery.data,
@@ -137,9 +148,10 @@ async fn consume(
                         )
                         .await;
                         settle_message(&delivery, settle, &acks).await;
+                        drop(slot);
                     });
                 }
-                Some(Err(error)) => return Err(error.into()),
+                Some((_, Err(error))) => return Err(error.into()),
                 None => return Err(AmqpError::Closed("the consumer was cancelled by the broker")),
             }
         }

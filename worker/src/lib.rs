@@ -1,5 +1,7 @@
 //! kiln-worker: consumes jobs from RabbitMQ and runs them.
 //!
+//! - [`heartbeat`]: the `workers` row that says this process is alive, and [`held`]: the jobs
+//!   it lists there as running.
 //! - [`consumer`]: the delivery loop: connect, consume with prefetch = concurrency, reconnect
 //!   with backoff, drain on shutdown.
 //! - [`acks`]: acks coalesced with `multiple`, never covering a job still running.
@@ -8,21 +10,25 @@
 //! - [`jobs`]: one module per job kind, and the `Retry`/`Abort` classification of failures.
 //! - [`notify`]: the built-in "media ready/failed" emails.
 //! - [`imaging`]: decode, resize and encode, pure CPU work.
+//! - [`slots`]: the configured bound on jobs running at once, per queue or shared.
 //! - [`cpu`]: the bounded pool that CPU work runs on, off the async runtime.
 
 pub mod acks;
 pub mod consumer;
 pub mod cpu;
+pub mod heartbeat;
+pub mod held;
 pub mod imaging;
 pub mod jobs;
 pub mod notify;
 pub mod runner;
+pub mod slots;
 
 use std::sync::Arc;
 
 use kiln_core::{
-    Config, cache::Cache, db::job_writes::JobWrites, queue::Publisher, storage::Storage,
-    templates::Templates,
+    Config, cache::Cache, db::job_writes::JobWrites, db::workers::Starter, queue::Publisher,
+    storage::Storage, templates::Templates,
 };
 use lettre::{AsyncSmtpTransport, Tokio1Executor, message::Mailbox};
 use secrecy::ExposeSecret;
@@ -46,17 +52,21 @@ pub struct Context {
     /// Templates of the built-in notifications and the digest.
     pub templates: Templates,
     pub config: Arc<Config>,
+    /// This process as the starter of attempts: its worker id, made at start-up.
+    pub starter: Starter,
+    /// Slots a delivery waits for before its job starts.
+    pub slots: slots::Slots,
+    /// The jobs running here, reported with each heartbeat.
+    pub held: held::Held,
 }
 
 impl Context {
     /// Builds the context from configuration; connections are made lazily.
     pub fn from_config(config: Config) -> anyhow::Result<Self> {
         use anyhow::Context as _;
-        let db = kiln_core::db::connect_lazy(
-            &config.database_url,
-            u32::from(config.worker_concurrency) + 2,
-        )
-        .context("DATABASE_URL")?;
+        let slots = slots::Slots::new(&config);
+        let db = kiln_core::db::connect_lazy(&config.database_url, pool_size(&slots))
+            .context("DATABASE_URL")?;
         let cache = Cache::new(&config.redis_url, &config.namespace, config.cache_ttl)
             .context("REDIS_URL")?;
         let storage = Storage::from_url(&config.storage_url)
@@ -88,7 +98,23 @@ impl Context {
             mailer,
             email_from,
             cpu: cpu::CpuPool::new(config.cpu_threads),
+            slots,
+            held: held::Held::default(),
+            starter: Starter {
+                worker: uuid::Uuid::now_v7(),
+                heartbeat_timeout: config.heartbeat_timeout,
+            },
             config: Arc::new(config),
         })
     }
+}
+
+/// Connections the worker's pool may open. The group-committed writes hold up to three per
+/// round with three rounds in flight, plus one for deferred publish records; a running job holds
+/// one at a time, and only while it reads or commits, so a connection per slot is an upper
+/// bound, capped because most jobs spend their time elsewhere (decoding, SMTP, HTTP) and
+/// Postgres allows 100 connections in all by default.
+fn pool_size(slots: &slots::Slots) -> u32 {
+    const WRITERS: u32 = 3 * 3 + 1;
+    WRITERS + slots.total().min(30)
 }

@@ -2,7 +2,7 @@
 
 use anyhow::Context as _;
 use kiln_core::{Config, db, jobs::QueueKind, shutdown, telemetry};
-use kiln_worker::{Context, consumer};
+use kiln_worker::{Context, consumer, heartbeat};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -23,8 +23,17 @@ async fn main() -> anyhow::Result<()> {
         storage = ctx.storage.describe(),
         "worker starting"
     );
+    let queues = QueueKind::ALL.to_vec();
+    let registration = heartbeat::registration(ctx.starter.worker, &queues);
+    let report = heartbeat::Reporter {
+        slots: ctx.slots.clone(),
+        held: ctx.held.clone(),
+    };
+    let heartbeat = heartbeat::Heartbeat::start(&ctx.config, registration, report).await?;
     let writes = ctx.writes.clone();
-    consumer::run(ctx, QueueKind::ALL.to_vec(), cancel).await;
+    consumer::run(ctx, queues, cancel).await;
+    // Drained (or out of grace): what is still running here may be taken over at once.
+    heartbeat.stop().await;
     // Emails enqueued by the last jobs: record their publishes rather than leave them to the relay.
     writes.flush_published().await;
     metrics_task.await.ok();

@@ -74,7 +74,9 @@ pub async fn handle(
 
 async fn run(ctx: &Context, envelope: &Envelope, shutdown: &CancellationToken) -> Settle {
     let kind = envelope.kind;
-    let job = match ctx.writes.start_attempt(envelope.id).await {
+    // Listed in this worker's heartbeats from before the start until the outcome is recorded.
+    let _holding = ctx.held.hold(envelope.id);
+    let job = match ctx.writes.start_attempt(envelope.id, &ctx.starter).await {
         Ok(Some(job)) => job,
         Ok(None) => return settle_unstartable(ctx, envelope).await,
         Err(error) => {
@@ -87,11 +89,18 @@ async fn run(ctx: &Context, envelope: &Envelope, shutdown: &CancellationToken) -
     if job.attempts > job.max_attempts {
         // Earlier attempts started but never reported back: the worker running them died
         // (killed, out of memory, aborted). Running it again could crash this worker too.
-        let error = format!(
-            "out of attempts ({}): the worker died during the previous attempts",
-            job.max_attempts
-        );
-        return bury(ctx, kind, &job, &error).await;
+        // The rescuer records on the row why it republished the job.
+        let error = match &job.last_error {
+            Some(last) => format!(
+                "out of attempts ({}): the worker died during the previous attempts; last error: {last}",
+                job.max_attempts
+            ),
+            None => format!(
+                "out of attempts ({}): the worker died during the previous attempts",
+                job.max_attempts
+            ),
+        };
+        return bury(ctx, kind, &job, &error, shutdown).await;
     }
     let wait = (chrono::Utc::now() - job.created_at)
         .to_std()
@@ -135,10 +144,10 @@ async fn run(ctx: &Context, envelope: &Envelope, shutdown: &CancellationToken) -
             );
             Settle::Ack
         }
-        Err(JobError::Abort(error)) => bury(ctx, kind, &job, &error).await,
+        Err(JobError::Abort(error)) => bury(ctx, kind, &job, &error, shutdown).await,
         Err(JobError::Retry(error)) if job.attempts >= job.max_attempts => {
             let error = format!("out of attempts ({}): {error}", job.attempts);
-            bury(ctx, kind, &job, &error).await
+            bury(ctx, kind, &job, &error, shutdown).await
         }
         Err(JobError::Retry(error)) => retry_later(ctx, &job, &error, shutdown).await,
     }
@@ -169,25 +178,30 @@ async fn retry_later(
     shutdown: &CancellationToken,
 ) -> Settle {
     metrics::counter!("kiln_jobs_retried_total", "kind" => job.kind.clone()).increment(1);
-    match db::jobs::mark_failed(&ctx.db, job.id, job.attempts, error).await {
-        Ok(true) => {}
-        Ok(false) => {
+    let delay = ctx.publisher.retry_delay(job.attempts);
+    let recorded = until_recorded(shutdown, || {
+        db::jobs::mark_failed(&ctx.db, job.id, job.attempts, error, delay)
+    })
+    .await;
+    match recorded {
+        Some(true) => {}
+        Some(false) => {
             tracing::info!(%error, "attempt superseded by a newer one; no retry scheduled");
             return Settle::Ack;
         }
-        Err(db_error) => {
-            // Without the record the retry would not be counted: let the broker redeliver.
-            tracing::warn!(error = %db_error, %error, "could not record the failed attempt; requeueing");
-            pause(Duration::from_secs(1), shutdown).await;
-            return Settle::Requeue;
-        }
+        // Shutting down first: the job is abandoned with this worker, and taken over.
+        None => return Settle::Requeue,
     }
     let next = match job.envelope() {
         Ok(envelope) => envelope,
         Err(unknown) => return to_dead_queue(ctx, &[], &job.kind, &unknown.to_string()).await,
     };
-    match ctx.publisher.publish_retry(&next, job.attempts).await {
-        Ok(delay) => {
+    match ctx
+        .publisher
+        .publish_retry(&next, job.attempts, delay)
+        .await
+    {
+        Ok(()) => {
             tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "attempt failed; retrying later");
             Settle::Ack
         }
@@ -224,9 +238,15 @@ async fn dispatch(ctx: &Context, kind: JobKind, job: &Job) -> Result<(), JobErro
 }
 
 /// Marks the job dead (and its subject failed) in one transaction, then dead-letters the message.
-async fn bury(ctx: &Context, kind: JobKind, job: &Job, error: &str) -> Settle {
+async fn bury(
+    ctx: &Context,
+    kind: JobKind,
+    job: &Job,
+    error: &str,
+    shutdown: &CancellationToken,
+) -> Settle {
     tracing::warn!(error, "job is dead");
-    let recorded = async {
+    let recorded = until_recorded(shutdown, || async {
         let mut tx = ctx.db.begin().await?;
         if !db::jobs::mark_dead(&mut *tx, job.id, job.attempts, error).await? {
             return Ok(None);
@@ -237,14 +257,14 @@ async fn bury(ctx: &Context, kind: JobKind, job: &Job, error: &str) -> Settle {
         };
         tx.commit().await?;
         Ok::<_, sqlx::Error>(Some(after))
-    }
+    })
     .await;
     match recorded {
-        Ok(None) => {
+        Some(None) => {
             tracing::info!(error, "attempt superseded by a newer one; not buried");
             Settle::Ack
         }
-        Ok(Some(after)) => {
+        Some(Some(after)) => {
             if let Some(key) = after.stale_cache_key {
                 ctx.cache.invalidate(&key).await;
             }
@@ -259,22 +279,46 @@ async fn bury(ctx: &Context, kind: JobKind, job: &Job, error: &str) -> Settle {
                 .unwrap_or_default();
             to_dead_queue(ctx, &body, kind.as_str(), error).await
         }
-        Err(db_error) => {
-            // Not recorded: keep the message so the verdict is reached again later.
-            tracing::warn!(error = %db_error, "could not record the dead job; requeueing");
-            Settle::Requeue
+        // Shutting down first: the verdict is reached again by whoever takes the job over.
+        None => Settle::Requeue,
+    }
+}
+
+/// Writes an attempt's outcome, retrying with backoff (1 s doubling to 30 s) while Postgres
+/// cannot take it, and keeping the delivery meanwhile. Requeueing instead would spend the
+/// message's delivery count on an outage, and hand the job to a worker that must leave it
+/// alone while this one still lists it. `None` means shutdown came first.
+async fn until_recorded<T, F, Fut>(shutdown: &CancellationToken, mut write: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+{
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match write().await {
+            Ok(recorded) => return Some(recorded),
+            Err(error) => {
+                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot record the outcome yet");
+                if shutdown.is_cancelled() {
+                    return None;
+                }
+                pause(delay, shutdown).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
         }
     }
 }
 
-/// The job could not start: finished already (a duplicate message) or unknown.
+/// The job could not start: finished already or running on a live worker (a duplicate
+/// message), or unknown.
 async fn settle_unstartable(ctx: &Context, envelope: &Envelope) -> Settle {
     match db::jobs::find(&ctx.db, envelope.id).await {
         Ok(Some(job)) => {
             tracing::info!(
                 status = job.status,
-                "job already finished; duplicate message acked"
+                "job finished or held by a live worker; duplicate message acked"
             );
+            metrics::counter!("kiln_duplicate_messages_total", "kind" => job.kind).increment(1);
             Settle::Ack
         }
         Ok(None) => {

@@ -42,7 +42,10 @@ pub fn router(state: AppState) -> Router {
             get(media::variant::get_variant),
         )
         .route("/v1/jobs/{id}", get(jobs::get_job))
-        .route("/v1/emails", post(emails::send::send_email))
+        .route(
+            "/v1/emails",
+            post(emails::send::send_email).layer(DefaultBodyLimit::max(emails::BODY_LIMIT)),
+        )
         .route("/v1/admin/jobs", get(admin::jobs::list))
         .route("/v1/admin/backups", get(admin::backups::list))
         .route("/v1/admin/schedules", get(admin::schedules::list))

@@ -9,7 +9,8 @@
 //! flight ran as one statement per kind of write: under load a round carries many rows, when
 //! idle a write goes at once.
 //!
-//! Batching changes no outcome: each row keeps its own condition (the same as
+//! Batching changes no outcome: a round that Postgres refuses (one row it cannot store) is
+//! retried row by row, so the bad row fails only its own request; each row keeps its own condition (the same as
 //! [`super::jobs::start_attempt`] and [`super::jobs::mark_succeeded`]) and each caller gets its
 //! own row's answer. A round's rows are locked in id order, so concurrent rounds (of one process
 //! or several) never deadlock. Each statement finds its rows by primary key, one probe per id,
@@ -28,6 +29,7 @@ use uuid::Uuid;
 use super::{
     jobs::{Job, NewJob},
     published_later::PublishedLater,
+    workers::Starter,
 };
 
 /// Rows per statement at most; more requests wait for the next round.
@@ -60,7 +62,7 @@ impl From<sqlx::Error> for WriteError {
 struct OwnedNewJob {
     id: Uuid,
     tenant: Option<String>,
-    kind: &'static str,
+    kind: crate::jobs::JobKind,
     payload: serde_json::Value,
     max_attempts: i32,
     traceparent: Option<String>,
@@ -71,7 +73,7 @@ type Reply<T> = oneshot::Sender<Result<T, WriteError>>;
 
 enum Request {
     Insert(OwnedNewJob, Reply<Job>),
-    Start(Uuid, Reply<Option<Job>>),
+    Start(Uuid, Starter, Reply<Option<Job>>),
     Succeed(Uuid, i32, Reply<bool>),
 }
 
@@ -99,7 +101,7 @@ impl JobWrites {
         let job = OwnedNewJob {
             id: job.id,
             tenant: job.tenant.map(str::to_owned),
-            kind: job.kind.as_str(),
+            kind: job.kind,
             payload: job.payload.clone(),
             max_attempts: job.max_attempts,
             traceparent: job.traceparent.clone(),
@@ -108,8 +110,13 @@ impl JobWrites {
     }
 
     /// [`super::jobs::start_attempt`], batched.
-    pub async fn start_attempt(&self, id: Uuid) -> Result<Option<Job>, WriteError> {
-        self.ask(|reply| Request::Start(id, reply)).await
+    pub async fn start_attempt(
+        &self,
+        id: Uuid,
+        starter: &Starter,
+    ) -> Result<Option<Job>, WriteError> {
+        let starter = *starter;
+        self.ask(|reply| Request::Start(id, starter, reply)).await
     }
 
     /// [`super::jobs::mark_succeeded`], batched.
@@ -162,15 +169,16 @@ async fn run(db: PgPool, mut receiver: mpsc::Receiver<Request>) {
                 }
             }
         }
-        let (mut inserts, mut starts, mut succeeds) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut inserts, mut succeeds) = (Vec::new(), Vec::new());
+        let mut starts: Vec<(Uuid, Starter, Reply<Option<Job>>)> = Vec::new();
         for request in round.drain(..) {
             match request {
                 // Two messages of one job in one round: the second waits for the next round,
                 // so each start is its own attempt (one statement would count them as one).
-                Request::Start(id, reply) if starts.iter().any(|(i, _)| *i == id) => {
-                    deferred.push(Request::Start(id, reply));
+                Request::Start(id, starter, reply) if starts.iter().any(|(i, ..)| *i == id) => {
+                    deferred.push(Request::Start(id, starter, reply));
                 }
-                Request::Start(id, reply) => starts.push((id, reply)),
+                Request::Start(id, starter, reply) => starts.push((id, starter, reply)),
                 Request::Insert(job, reply) => inserts.push((job, reply)),
                 Request::Succeed(id, attempt, reply) => succeeds.push((id, attempt, reply)),
             }
@@ -194,7 +202,7 @@ async fn insert_round(db: &PgPool, requests: Vec<(OwnedNewJob, Reply<Job>)>) {
     let jobs = || requests.iter().map(|(job, _)| job);
     let ids: Vec<Uuid> = jobs().map(|j| j.id).collect();
     let tenants: Vec<Option<String>> = jobs().map(|j| j.tenant.clone()).collect();
-    let kinds: Vec<String> = jobs().map(|j| j.kind.to_owned()).collect();
+    let kinds: Vec<String> = jobs().map(|j| j.kind.as_str().to_owned()).collect();
     let payloads: Vec<serde_json::Value> = jobs().map(|j| j.payload.clone()).collect();
     let max_attempts: Vec<i32> = jobs().map(|j| j.max_attempts).collect();
     let traceparents: Vec<Option<String>> = jobs().map(|j| j.traceparent.clone()).collect();
@@ -224,43 +232,85 @@ async fn insert_round(db: &PgPool, requests: Vec<(OwnedNewJob, Reply<Job>)>) {
                 let _ = reply.send(answer);
             }
         }
+        Err(error) if is_rejected(&error) && requests.len() > 1 => {
+            // One bad row fails only its own request: each is tried alone.
+            for (job, reply) in requests {
+                let new = NewJob {
+                    id: job.id,
+                    tenant: job.tenant.as_deref(),
+                    kind: job.kind,
+                    payload: job.payload,
+                    max_attempts: job.max_attempts,
+                    traceparent: job.traceparent,
+                };
+                let _ = reply.send(super::jobs::insert(db, &new).await.map_err(Into::into));
+            }
+        }
         Err(error) => fail_all(requests.into_iter().map(|(_, reply)| reply), error),
     }
 }
 
-async fn start_round(db: &PgPool, requests: Vec<(Uuid, Reply<Option<Job>>)>) {
+async fn start_round(db: &PgPool, requests: Vec<(Uuid, Starter, Reply<Option<Job>>)>) {
     if requests.is_empty() {
         return;
     }
-    let ids: Vec<Uuid> = requests.iter().map(|(id, _)| *id).collect();
+    let ids: Vec<Uuid> = requests.iter().map(|(id, ..)| *id).collect();
+    let workers: Vec<Uuid> = requests.iter().map(|(_, s, _)| s.worker).collect();
+    let timeouts: Vec<f64> = requests
+        .iter()
+        .map(|(_, s, _)| s.heartbeat_timeout.as_secs_f64())
+        .collect();
     let started = sqlx::query_as!(
         Job,
         // Rows are found by key alone and the condition is read off the locked row: any
         // filter in the search lets the planner scan an index of every queued job (or of every
         // row version not yet vacuumed) instead of probing one key per id. `NO KEY UPDATE` is
         // the lock the update takes anyway; `UPDATE` would also block on foreign-key checks.
+        // The condition is `jobs::start_attempt`'s: a job running on a live worker stays its.
         r#"WITH locked AS (
-             SELECT jobs.id, jobs.status IN ('queued', 'failed', 'running') AS startable
-             FROM unnest($1::uuid[]) AS wanted(id) JOIN jobs USING (id)
+             SELECT jobs.id, wanted.worker,
+                    jobs.status IN ('queued', 'failed')
+                    OR (jobs.status = 'running'
+                        AND NOT coalesce(
+                            (SELECT w.stopped_at IS NULL
+                                    AND w.heartbeat_at
+                                        > now() - make_interval(secs => wanted.timeout)
+                                    AND (jobs.id = ANY (w.running)
+                                         OR w.heartbeat_at < jobs.started_at
+                                            + make_interval(secs => wanted.timeout / 2))
+                             FROM workers w WHERE w.id = jobs.worker_id),
+                            jobs.started_at > now() - make_interval(secs => wanted.timeout)))
+                    AS startable
+             FROM unnest($1::uuid[], $2::uuid[], $3::float8[]) AS wanted(id, worker, timeout)
+             JOIN jobs USING (id)
              ORDER BY jobs.id FOR NO KEY UPDATE OF jobs)
            UPDATE jobs
-           SET status = 'running', attempts = attempts + 1, started_at = now(), finished_at = NULL
+           SET status = 'running', attempts = attempts + 1, started_at = now(), finished_at = NULL,
+               worker_id = locked.worker
            FROM locked
            WHERE jobs.id = locked.id AND locked.startable
            RETURNING jobs.id, tenant, kind, payload, status, attempts, max_attempts, last_error,
                      created_at, published_at, started_at, finished_at, traceparent"#,
         &ids,
+        &workers,
+        &timeouts,
     )
     .fetch_all(db)
     .await;
     match started {
         Ok(rows) => {
             let mut rows: HashMap<Uuid, Job> = rows.into_iter().map(|j| (j.id, j)).collect();
-            for (id, reply) in requests {
+            for (id, _, reply) in requests {
                 let _ = reply.send(Ok(rows.remove(&id)));
             }
         }
-        Err(error) => fail_all(requests.into_iter().map(|(_, reply)| reply), error),
+        Err(error) if is_rejected(&error) && requests.len() > 1 => {
+            for (id, starter, reply) in requests {
+                let started = super::jobs::start_attempt(db, id, &starter).await;
+                let _ = reply.send(started.map_err(Into::into));
+            }
+        }
+        Err(error) => fail_all(requests.into_iter().map(|(.., reply)| reply), error),
     }
 }
 
@@ -294,8 +344,21 @@ async fn succeed_round(db: &PgPool, requests: Vec<(Uuid, i32, Reply<bool>)>) {
                 let _ = reply.send(Ok(done.contains(&(id, attempt))));
             }
         }
+        Err(error) if is_rejected(&error) && requests.len() > 1 => {
+            for (id, attempt, reply) in requests {
+                let done = super::jobs::mark_succeeded(db, id, attempt).await;
+                let _ = reply.send(done.map_err(Into::into));
+            }
+        }
         Err(error) => fail_all(requests.into_iter().map(|(.., reply)| reply), error),
     }
+}
+
+/// Whether Postgres refused the statement itself (a row it cannot store, a constraint), as
+/// opposed to being unreachable: only then can retrying the rows alone help, and only then
+/// is it cheap (an outage would make every row wait for its own time-out).
+fn is_rejected(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(_))
 }
 
 /// Gives every request of a failed statement the same error.

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
+use super::workers::Starter;
 use crate::jobs::{Envelope, JobKind};
 
 /// A job row.
@@ -116,21 +117,40 @@ pub async fn find(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Job>, sqlx
     .await
 }
 
-/// Starts an attempt: counts it and marks the job running. Returns `None` when the job is
-/// finished (succeeded or dead), so a duplicate message changes nothing. A job still `running`
-/// belongs to a worker that died mid-job; its redelivered message starts a new attempt.
+/// Starts an attempt: counts it, marks the job running and records the worker holding it.
+/// Returns `None` when the job is finished (succeeded or dead), so a duplicate message changes
+/// nothing, and when its worker holds it (see [`super::workers`]): a second message for it (a
+/// rescue's, while the original sat in a backlog) is dropped, never taken over. A job still
+/// `running` but no longer held was abandoned; its message starts a new attempt.
 /// It changes no indexed column, so the update is HOT (see the `hot_job_updates` migration).
 /// A started job was evidently published: the producer's record may come later or not at all
 /// (see [`super::published_later`]), and the attempt's outcome fills in what is missing.
-pub async fn start_attempt(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Job>, sqlx::Error> {
+pub async fn start_attempt(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    starter: &Starter,
+) -> Result<Option<Job>, sqlx::Error> {
     sqlx::query_as!(
         Job,
         "UPDATE jobs
-         SET status = 'running', attempts = attempts + 1, started_at = now(), finished_at = NULL
-         WHERE id = $1 AND status IN ('queued', 'failed', 'running')
+         SET status = 'running', attempts = attempts + 1, started_at = now(), finished_at = NULL,
+             worker_id = $2
+         WHERE id = $1
+           AND (status IN ('queued', 'failed')
+                -- Not held (see `db::workers`): its worker is gone or let it go.
+                OR (status = 'running'
+                    AND NOT coalesce((SELECT w.stopped_at IS NULL
+                                   AND w.heartbeat_at > now() - make_interval(secs => $3)
+                                   AND (jobs.id = ANY (w.running)
+                                        OR w.heartbeat_at
+                                           < jobs.started_at + make_interval(secs => $3 / 2))
+                            FROM workers w WHERE w.id = jobs.worker_id),
+                           jobs.started_at > now() - make_interval(secs => $3))))
          RETURNING id, tenant, kind, payload, status, attempts, max_attempts, last_error,
                    created_at, published_at, started_at, finished_at, traceparent",
         id,
+        starter.worker,
+        starter.heartbeat_timeout.as_secs_f64(),
     )
     .fetch_optional(db)
     .await
@@ -159,20 +179,25 @@ pub async fn mark_succeeded(
     Ok(done.rows_affected() == 1)
 }
 
-/// Records a failed attempt that will be retried.
+/// Records a failed attempt that will be retried in `retry_in` (when its retry message is due
+/// back in the work queue; the rescuer republishes it if it is long overdue).
 pub async fn mark_failed(
     db: impl PgExecutor<'_>,
     id: Uuid,
     attempt: i32,
     error: &str,
+    retry_in: std::time::Duration,
 ) -> Result<bool, sqlx::Error> {
+    let error = storable(error);
     let done = sqlx::query!(
         "UPDATE jobs SET status = 'failed', last_error = $3,
+                         retry_at = now() + make_interval(secs => $4),
                          published_at = coalesce(published_at, started_at)
          WHERE id = $1 AND status = 'running' AND attempts = $2",
         id,
         attempt,
-        error,
+        &*error,
+        retry_in.as_secs_f64(),
     )
     .execute(db)
     .await?;
@@ -186,17 +211,28 @@ pub async fn mark_dead(
     attempt: i32,
     error: &str,
 ) -> Result<bool, sqlx::Error> {
+    let error = storable(error);
     let done = sqlx::query!(
         "UPDATE jobs SET status = 'dead', last_error = $3, finished_at = now(),
                          published_at = coalesce(published_at, started_at)
          WHERE id = $1 AND status = 'running' AND attempts = $2",
         id,
         attempt,
-        error,
+        &*error,
     )
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// An error message as Postgres can store it: a NUL (which an SMTP reply or a file name may
+/// carry) would make the write of the outcome fail, and retrying it would never succeed.
+pub fn storable(error: &str) -> std::borrow::Cow<'_, str> {
+    if error.contains('\0') {
+        error.replace('\0', "\u{fffd}").into()
+    } else {
+        error.into()
+    }
 }
 
 /// Which jobs an operator is looking at.

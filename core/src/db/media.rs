@@ -186,7 +186,7 @@ pub async fn mark_failed(
         "UPDATE media SET status = 'failed', error = $2, updated_at = now()
          WHERE id = $1 AND status <> 'deleted'",
         id,
-        error,
+        &*super::jobs::storable(error),
     )
     .execute(db)
     .await?;

@@ -10,9 +10,11 @@ pub mod job_writes;
 pub mod jobs;
 pub mod media;
 mod published_later;
+pub mod rescue;
 pub mod schedules;
 pub mod sessions;
 pub mod stats;
+pub mod workers;
 
 use std::time::Duration;
 

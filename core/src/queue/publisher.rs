@@ -96,8 +96,8 @@ impl Publisher {
     }
 
     /// Publishes the message for the next attempt of a job whose attempt `attempt` failed, to
-    /// the delay queue of the ladder's step for it; it reaches the job's queue when the delay
-    /// is over. Returns the delay.
+    /// the delay queue of the ladder's step for it; it reaches the job's queue when `delay` (from
+    /// [`Self::retry_delay`]) is over.
     ///
     /// Jitter: each message also carries its own expiration, 80–100% of the step, so retries of
     /// jobs that failed together (a storage outage) do not all return at the same instant. A
@@ -107,11 +107,18 @@ impl Publisher {
         &self,
         envelope: &Envelope,
         attempt: i32,
-    ) -> Result<Duration, AmqpError> {
-        let (exchange, step) = self.topology.delay_for_attempt(attempt);
-        let delay = step.mul_f64(rand::rng().random_range(0.8..=1.0));
-        self.send(&exchange, envelope, Some(delay)).await?;
-        Ok(delay)
+        delay: Duration,
+    ) -> Result<(), AmqpError> {
+        let (exchange, _) = self.topology.delay_for_attempt(attempt);
+        self.send(&exchange, envelope, Some(delay)).await
+    }
+
+    /// How long the retry after attempt `attempt` waits: the ladder's step, jittered (see
+    /// [`Self::publish_retry`]). Chosen before the failure is recorded, which stores when the
+    /// retry is due.
+    pub fn retry_delay(&self, attempt: i32) -> Duration {
+        let (_, step) = self.topology.delay_for_attempt(attempt);
+        step.mul_f64(rand::rng().random_range(0.8..=1.0))
     }
 
     /// Puts a message that will not be processed into the dead queue, with the reason in the

@@ -169,3 +169,67 @@ async fn bad_email_requests_get_field_errors_and_no_job() {
     assert_eq!(not_json.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(app.job_count().await, 0);
 }
+
+#[tokio::test]
+async fn emails_with_a_nul_are_refused_alone_and_the_others_sent_with_them_are_accepted() {
+    let smtp = SmtpServer::start(Mode::Accept).expect("smtp server");
+    let app = app_with(&smtp).await;
+    let requests = (0..55).map(|n| {
+        let app = &app;
+        async move {
+            // Every eleventh carries a NUL, somewhere a client might put one.
+            let body = match n % 11 {
+                0 => json!({"to": "a@example.com", "subject": "s", "text": "x\u{0}y"}),
+                _ => json!({"to": "a@example.com", "subject": format!("n{n}"), "text": "ok"}),
+            };
+            (n, app.send_email_as(&app.key, &body).await)
+        }
+    });
+    let answers = futures::future::join_all(requests).await;
+    let (mut accepted, mut refused) = (0, 0);
+    for (n, answer) in answers {
+        if n % 11 == 0 {
+            assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{n}");
+            assert_eq!(answer.error_code(), "validation_failed");
+            assert!(
+                answer.body["error"]["fields"]["text"].is_string(),
+                "{:?}",
+                answer.body
+            );
+            refused += 1;
+        } else {
+            assert_eq!(
+                answer.status,
+                StatusCode::ACCEPTED,
+                "{n}: {:?}",
+                answer.body
+            );
+            accepted += 1;
+        }
+    }
+    assert_eq!((accepted, refused), (50, 5));
+    println!("sent 55 emails at once, 5 with a NUL: 50 accepted, 5 refused, no 500");
+}
+
+#[tokio::test]
+async fn an_email_at_the_documented_maximum_fits_and_a_bigger_body_is_413() {
+    let smtp = SmtpServer::start(Mode::Accept).expect("smtp server");
+    let app = app_with(&smtp).await;
+    // 1 MiB of text and 1 MiB of HTML, each with characters JSON must escape.
+    let text = "line\n".repeat(1024 * 1024 / 5);
+    let html = "<p>\"q\"</p>".repeat(1024 * 1024 / 10);
+    let at_max = json!({"to": "a@example.com", "subject": "big", "text": text, "html": html});
+    let answer = app.send_email_as(&app.key, &at_max).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::ACCEPTED,
+        "{:?}",
+        answer.body["error"]
+    );
+
+    let huge = "x".repeat(8 * 1024 * 1024);
+    let over = json!({"to": "a@example.com", "subject": "big", "text": huge});
+    let answer = app.send_email_as(&app.key, &over).await;
+    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(answer.error_code(), "payload_too_large");
+}

@@ -2,12 +2,13 @@
 
 use std::time::Duration;
 
-use kiln_tests::{images, spawn_app};
+use kiln_tests::{Options, images, spawn_app_with};
 
 #[tokio::test]
 async fn sigterm_during_a_job_lets_it_finish_and_exits_zero() {
-    let mut app = spawn_app().await;
-    let answer = app.upload(images::bench_photo("photo-16mp.jpg")).await;
+    // Each media job first waits 10 s, so the signal surely lands while it runs.
+    let mut app = spawn_app_with(Options::default().env("KILN_TEST_FAULT", "slow")).await;
+    let answer = app.upload(images::sideways_jpeg(64, 32)).await;
     let job_path = format!("/v1/jobs/{}", answer.body["job_id"].as_str().expect("job"));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while app.get(&job_path).await.body["status"] != "running" {
@@ -43,18 +44,29 @@ async fn sigterm_during_a_job_lets_it_finish_and_exits_zero() {
 
 #[tokio::test]
 async fn sigterm_during_a_batch_finishes_what_is_in_flight_and_leaves_the_rest_queued() {
-    let mut app = kiln_tests::spawn_app_with(
-        kiln_tests::Options::default().env("KILN_WORKER_CONCURRENCY", "2"),
+    // Two slots, and each media job first waits 10 s: the signal surely lands while two run
+    // and six wait, however fast the machine.
+    let mut app = spawn_app_with(
+        Options::default()
+            .env("KILN_WORKER_CONCURRENCY", "2")
+            .env("KILN_TEST_FAULT", "slow"),
     )
     .await;
-    let photo = images::bench_photo("photo-4mp.jpg");
+    let photo = images::sideways_jpeg(64, 32);
     let mut jobs = Vec::new();
     for _ in 0..8 {
         let answer = app.upload(photo.clone()).await;
         jobs.push(answer.body["job_id"].as_str().expect("job").to_owned());
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while app.job_row(&jobs[0]).await.0 != "running" {
+    loop {
+        let mut running = 0;
+        for job in &jobs {
+            running += usize::from(app.job_row(job).await.0 == "running");
+        }
+        if running == 2 {
+            break;
+        }
         assert!(
             tokio::time::Instant::now() < deadline,
             "the batch never started"
@@ -79,9 +91,15 @@ async fn sigterm_during_a_batch_finishes_what_is_in_flight_and_leaves_the_rest_q
             other => panic!("after a graceful stop no job may be {other}"),
         }
     }
-    assert!(finished >= 1, "the in-flight jobs finished");
-    // A new worker takes the rest.
-    app.worker = Some(kiln_tests::Process::spawn("kiln-worker", &[], app.env()).expect("worker"));
+    assert_eq!(
+        (finished, waiting),
+        (2, 6),
+        "the in-flight jobs finished, no other started"
+    );
+    // A new worker (without the delay) takes the rest.
+    let mut env = app.env().clone();
+    env.remove("KILN_TEST_FAULT");
+    app.worker = Some(kiln_tests::Process::spawn("kiln-worker", &[], &env).expect("worker"));
     for job in &jobs {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
         while app.job_row(job).await.0 != "succeeded" {

@@ -8,7 +8,7 @@ use kiln_core::{
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::support::{database, insert};
+use crate::support::{database, insert, register, starter};
 
 async fn row(pool: &PgPool, id: Uuid) -> (String, i32, bool) {
     let job = db::jobs::find(pool, id).await.expect("find").expect("row");
@@ -58,7 +58,7 @@ async fn many_concurrent_jobs_each_get_their_own_answer() {
         async move {
             writes.record_published(id).await;
             let started = writes
-                .start_attempt(id)
+                .start_attempt(id, &starter())
                 .await
                 .expect("start")
                 .expect("startable");
@@ -78,14 +78,25 @@ async fn the_single_row_conditions_still_hold() {
     let writes = JobWrites::spawn(pool.clone());
     let job = insert(&pool, JobKind::Noop).await;
 
-    // Two messages of one job at once: two attempts, one after the other, never one shared.
-    let (a, b) = tokio::join!(writes.start_attempt(job.id), writes.start_attempt(job.id));
-    let mut attempts = [
-        a.expect("write").expect("write").attempts,
-        b.expect("write").expect("write").attempts,
-    ];
-    attempts.sort();
-    assert_eq!(attempts, [1, 2]);
+    // Two messages of one job at once never share an attempt: the second waits for the next
+    // round, and then finds the job held by the worker that started it.
+    let worker = register(&pool, std::time::Duration::from_secs(30)).await;
+    let (a, b) = tokio::join!(
+        writes.start_attempt(job.id, &worker),
+        writes.start_attempt(job.id, &worker)
+    );
+    let (a, b) = (a.expect("write"), b.expect("write"));
+    assert_eq!(
+        a.iter().chain(&b).map(|j| j.attempts).collect::<Vec<_>>(),
+        [1]
+    );
+    // Once that worker is gone, a message starts the next attempt.
+    db::workers::stop(&pool, worker.worker).await.expect("stop");
+    let next = writes
+        .start_attempt(job.id, &starter())
+        .await
+        .expect("write");
+    assert_eq!(next.expect("abandoned").attempts, 2);
 
     // Only the current attempt may record the outcome, even when the superseded one reports in
     // the same round: each caller hears about its own attempt.
@@ -96,11 +107,17 @@ async fn the_single_row_conditions_still_hold() {
     assert!(!stale.expect("write"));
     assert!(current.expect("write"));
     // A finished job cannot start again (a duplicate message changes nothing).
-    assert!(writes.start_attempt(job.id).await.expect("write").is_none());
+    assert!(
+        writes
+            .start_attempt(job.id, &starter())
+            .await
+            .expect("write")
+            .is_none()
+    );
     // Unknown jobs: nothing to start, nothing to record.
     assert!(
         writes
-            .start_attempt(Uuid::now_v7())
+            .start_attempt(Uuid::now_v7(), &starter())
             .await
             .expect("write")
             .is_none()
@@ -121,7 +138,10 @@ async fn publish_records_are_deferred_and_never_lost_on_a_clean_exit() {
     let writes = JobWrites::spawn(pool.clone());
     let waiting = insert(&pool, JobKind::Noop).await;
     let started = insert(&pool, JobKind::Noop).await;
-    writes.start_attempt(started.id).await.expect("start");
+    writes
+        .start_attempt(started.id, &starter())
+        .await
+        .expect("start");
 
     writes.record_published(waiting.id).await;
     writes.record_published(started.id).await;
@@ -149,7 +169,10 @@ async fn a_failed_round_reports_the_error_to_each_caller() {
     let writes = JobWrites::spawn(pool.clone());
     let job = insert(&pool, JobKind::Noop).await;
     pool.close().await;
-    let error = writes.start_attempt(job.id).await.expect_err("pool closed");
+    let error = writes
+        .start_attempt(job.id, &starter())
+        .await
+        .expect_err("pool closed");
     assert!(!error.to_string().is_empty());
 }
 
@@ -198,4 +221,41 @@ async fn a_publish_record_that_fails_to_write_is_retried() {
         written,
         "the record was written once the write could succeed"
     );
+}
+
+#[tokio::test]
+async fn a_row_postgres_refuses_fails_only_its_own_request_in_a_shared_round() {
+    let (_services, pool) = database().await;
+    let writes = JobWrites::spawn(pool.clone());
+    // jsonb cannot store a NUL: those rows' statement fails, and their round with it.
+    let inserts = (0..50).map(|n| {
+        let writes = writes.clone();
+        async move {
+            let text = if n % 10 == 3 { "bad\u{0}" } else { "fine" };
+            let new = NewJob {
+                id: Uuid::now_v7(),
+                tenant: Some("tenant-a"),
+                kind: JobKind::Email,
+                payload: serde_json::json!({ "n": n, "text": text }),
+                max_attempts: 3,
+                traceparent: None,
+            };
+            (n, writes.insert(&new).await)
+        }
+    });
+    let answers = futures::future::join_all(inserts).await;
+    for (n, answer) in &answers {
+        match answer {
+            Ok(job) => {
+                assert_ne!(n % 10, 3, "the row with a NUL was stored");
+                assert_eq!(job.payload["n"], *n);
+            }
+            Err(error) => assert_eq!(n % 10, 3, "a good row failed: {error}"),
+        }
+    }
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(stored, 45);
 }

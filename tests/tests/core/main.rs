@@ -3,4 +3,5 @@
 mod cache;
 mod job_rows;
 mod job_writes;
+mod rescue;
 mod support;

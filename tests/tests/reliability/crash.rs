@@ -9,7 +9,15 @@ use kiln_tests::{Options, Process, images, spawn_app_with};
 async fn killing_the_worker_mid_batch_loses_nothing_and_duplicates_nothing() {
     // A kill during a write leaves the store's staging file behind; the cleanup job removes
     // those, and the test runs it (with no grace period) before counting files.
-    let mut app = spawn_app_with(Options::default().env("KILN_CLEANUP_GRACE_SECS", "0")).await;
+    // The killed worker's running jobs are taken over once its heartbeat lapses: their
+    // redelivered messages are dropped until then, and the scheduler's rescuer sends new ones.
+    let mut app = spawn_app_with(Options {
+        with_scheduler: true,
+        ..Options::default()
+            .env("KILN_CLEANUP_GRACE_SECS", "0")
+            .env("KILN_HEARTBEAT_TIMEOUT", "3s")
+    })
+    .await;
     let photo = images::encode(
         &RgbImage::from_fn(640, 480, |x, y| Rgb([(x % 256) as u8, (y % 256) as u8, 90])),
         ImageFormat::Jpeg,
@@ -100,9 +108,13 @@ async fn killing_the_worker_mid_batch_loses_nothing_and_duplicates_nothing() {
 
 #[tokio::test]
 async fn a_job_that_keeps_killing_its_worker_is_buried_instead_of_looping() {
+    // Each crashed attempt is rescued once the dead worker's heartbeat lapses.
     let app = kiln_tests::spawn_app_with(kiln_tests::Options {
         without_worker: true,
-        ..kiln_tests::Options::default().env("KILN_MAX_ATTEMPTS", "2")
+        with_scheduler: true,
+        ..kiln_tests::Options::default()
+            .env("KILN_MAX_ATTEMPTS", "2")
+            .env("KILN_HEARTBEAT_TIMEOUT", "3s")
     })
     .await;
     let answer = app.upload(images::sideways_jpeg(64, 32)).await;

@@ -7,4 +7,5 @@ mod batching;
 mod crash;
 mod cron;
 mod poison;
+mod rescue;
 mod retries;

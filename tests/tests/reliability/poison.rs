@@ -80,7 +80,7 @@ async fn a_duplicate_message_of_a_finished_job_is_acked_without_running_again() 
         .await;
     let worker = app.worker.as_ref().expect("worker");
     worker
-        .wait_for_log("job already finished; duplicate message acked")
+        .wait_for_log("job finished or held by a live worker; duplicate message acked")
         .await
         .expect("the duplicate is recognised");
 

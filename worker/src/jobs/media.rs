@@ -29,6 +29,8 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
         "panic" => panic!("injected panic (KILN_TEST_FAULT)"),
         "hang" => std::future::pending::<()>().await,
         "abort" => std::process::abort(),
+        // Long enough to outlive several heartbeat time-outs of a test, then done as usual.
+        "slow" => tokio::time::sleep(std::time::Duration::from_secs(10)).await,
         _ => {}
     }
     let payload: MediaPayload = serde_json::from_value(job.payload.clone()).abort()?;

@@ -27,6 +27,13 @@ pub async fn send_email(
 ) -> Result<Response, ApiError> {
     caller.require(scope::EMAIL)?;
     let Json(request) = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the request body is over {} bytes", super::BODY_LIMIT),
+            );
+        }
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_body",

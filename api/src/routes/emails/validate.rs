@@ -14,6 +14,12 @@ pub const MAX_SUBJECT: usize = 998;
 /// Largest text or HTML body, in bytes.
 pub const MAX_BODY: usize = 1024 * 1024;
 
+/// Bodies may break lines and indent; no other control character belongs in an email, and a
+/// NUL cannot even be stored.
+fn forbidden_in_body(c: char) -> bool {
+    c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\u{c}')
+}
+
 /// One address or a list of them.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
@@ -91,7 +97,12 @@ pub fn validate(
             if !data.is_object() {
                 error("data".into(), "must be a JSON object");
             }
+            if let Some(path) = kiln_core::jobs::find_nul(&data, "data") {
+                error(path, "must not contain NUL characters");
+                rendering_failed = true;
+            }
             match templates.render(&name, &data) {
+                _ if rendering_failed => (String::new(), None, None),
                 Ok(rendered) => (rendered.subject, rendered.text, rendered.html),
                 Err(kiln_core::templates::TemplateError::Unknown(_)) => {
                     error("template".into(), "unknown template");
@@ -133,8 +144,14 @@ pub fn validate(
         error("text".into(), "give text, html or both");
     }
     for (name, body) in [("text", &text), ("html", &html)] {
-        if body.as_ref().is_some_and(|b| b.len() > MAX_BODY) {
+        let Some(body) = body else { continue };
+        if body.len() > MAX_BODY {
             error(name.into(), "at most 1 MiB");
+        } else if body.chars().any(forbidden_in_body) {
+            error(
+                name.into(),
+                "must not contain NUL or control characters other than tab and line breaks",
+            );
         }
     }
 
@@ -218,6 +235,27 @@ mod tests {
         assert!(errors.contains_key("cc[0]"), "{errors:?}");
         assert!(errors.contains_key("subject"), "{errors:?}");
         assert!(!errors.contains_key("to[0]"));
+    }
+
+    #[test]
+    fn a_nul_anywhere_is_a_field_error() {
+        let errors = validate(request(serde_json::json!({
+            "to": "ann@example.com", "subject": "a\u{0}b", "text": "x\u{0}", "html": "<p>\u{0}"
+        })))
+        .expect_err("nul");
+        for field in ["subject", "text", "html"] {
+            assert!(errors.contains_key(field), "{field}: {errors:?}");
+        }
+        let errors = validate(request(serde_json::json!({
+            "to": "ann@example.com", "template": "media_failed",
+            "data": {"base_url": "x", "media": {"id": "m\u{0}", "error": "bad"}}
+        })))
+        .expect_err("nul in data");
+        assert!(errors.contains_key("data.media.id"), "{errors:?}");
+        let ok = validate(request(serde_json::json!({
+            "to": "ann@example.com", "subject": "s", "text": "line\r\n\tindented\n"
+        })));
+        assert!(ok.is_ok(), "{ok:?}");
     }
 
     #[test]
