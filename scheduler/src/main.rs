@@ -88,20 +88,19 @@ async fn run(
             tracing::warn!(schedule = entry.name, %error, "could not catch up missed ticks");
         }
         let (pool, publisher, config) = (pool.clone(), publisher.clone(), config.clone());
+        let last = Arc::new(tick::LastFired::default());
         let expression = entry.cron.clone();
         let job = Job::new_async(expression.as_str(), move |_, _| {
-            let (entry, pool, publisher, config) =
-                (entry.clone(), pool.clone(), publisher.clone(), config.clone());
+            let (entry, pool, publisher, config, last) = (
+                entry.clone(),
+                pool.clone(),
+                publisher.clone(),
+                config.clone(),
+                last.clone(),
+            );
             Box::pin(async move {
-                let Some(at) = entry.tick_at(chrono::Utc::now()) else {
-                    return;
-                };
-                match tick::fire(&pool, &publisher, &config, &entry, at).await {
-                    Ok(Some(id)) => tracing::info!(schedule = entry.name, tick = %at, job.id = %id, "tick enqueued"),
-                    Ok(None) => tracing::debug!(schedule = entry.name, tick = %at, "tick already enqueued elsewhere"),
-                    // The tick is lost only if every scheduler fails it; log loudly.
-                    Err(error) => tracing::error!(schedule = entry.name, tick = %at, %error, "tick not enqueued"),
-                }
+                let now = chrono::Utc::now();
+                tick::fire_due(&pool, &publisher, &config, &entry, &last, now).await;
             })
         })
         .context("invalid cron expression")?;

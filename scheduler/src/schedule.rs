@@ -100,6 +100,26 @@ impl Schedule {
         (count, latest)
     }
 
+    /// The ticks after `since` up to and including `until`, oldest first, at most `cap` (the
+    /// latest ones when there are more).
+    pub fn ticks_after(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        cap: usize,
+    ) -> Vec<DateTime<Utc>> {
+        let mut ticks = std::collections::VecDeque::new();
+        let mut cursor = since;
+        while let Some(tick) = self.next_after(cursor).filter(|t| *t <= until) {
+            if ticks.len() == cap {
+                ticks.pop_front();
+            }
+            ticks.push_back(tick);
+            cursor = tick;
+        }
+        ticks.into()
+    }
+
     /// The idempotency key of one tick: `<schedule>@<tick time>`.
     pub fn dedupe_key(&self, tick: DateTime<Utc>) -> String {
         format!("{}@{}", self.name, tick.format("%Y-%m-%dT%H:%M:%SZ"))
@@ -276,6 +296,19 @@ mod tests {
         let (capped, latest) = table[0].ticks_between(since, until, 2);
         assert_eq!(capped, 2);
         assert_eq!(latest, "2026-01-01T00:05:00Z".parse().ok());
+    }
+
+    #[test]
+    fn ticks_after_lists_the_skipped_ticks_oldest_first_and_caps_them() {
+        let table = parse("s|* * * * * *|cleanup").expect("valid");
+        let t0: DateTime<Utc> = "2026-12-01T00:00:00Z".parse().expect("time");
+        let at = |s: i64| t0 + chrono::Duration::seconds(s);
+        assert_eq!(
+            table[0].ticks_after(at(0), at(3), 10),
+            [at(1), at(2), at(3)]
+        );
+        assert_eq!(table[0].ticks_after(at(0), at(3), 2), [at(2), at(3)]);
+        assert!(table[0].ticks_after(at(3), at(3), 10).is_empty());
     }
 
     #[test]

@@ -34,6 +34,54 @@ pub async fn fire(
     Ok(Some(job.id))
 }
 
+/// What one scheduler remembers of a schedule between callbacks: the last tick it fired.
+#[derive(Debug, Default)]
+pub struct LastFired(std::sync::Mutex<Option<DateTime<Utc>>>);
+
+/// Ticks one callback fires at most: the ones the cron library skipped (a callback runs up to
+/// half a second late, and later on a loaded machine, and may then name the next tick).
+const CATCH_UP_CAP: usize = 60;
+
+/// Fires every tick of `schedule` due at `now` that this scheduler has not fired yet: the
+/// current one, and any it skipped since its last callback. Each goes through [`fire`], so the
+/// ticks several schedulers share are still enqueued once.
+pub async fn fire_due(
+    db: &PgPool,
+    publisher: &Publisher,
+    config: &Config,
+    schedule: &Schedule,
+    last: &LastFired,
+    now: DateTime<Utc>,
+) {
+    let Some(at) = schedule.tick_at(now) else {
+        return;
+    };
+    let due = {
+        let mut last = last.0.lock().unwrap_or_else(|p| p.into_inner());
+        let due = match *last {
+            Some(previous) if previous >= at => Vec::new(),
+            Some(previous) => schedule.ticks_after(previous, at, CATCH_UP_CAP),
+            None => vec![at],
+        };
+        *last = Some(at);
+        due
+    };
+    for tick in due {
+        match fire(db, publisher, config, schedule, tick).await {
+            Ok(Some(id)) => {
+                tracing::info!(schedule = schedule.name, tick = %tick, job.id = %id, "tick enqueued")
+            }
+            Ok(None) => {
+                tracing::debug!(schedule = schedule.name, tick = %tick, "tick already enqueued elsewhere")
+            }
+            // The tick is lost only if every scheduler fails it; log loudly.
+            Err(error) => {
+                tracing::error!(schedule = schedule.name, tick = %tick, %error, "tick not enqueued")
+            }
+        }
+    }
+}
+
 /// Enqueues the job of `schedule` now, by hand (`kiln-scheduler enqueue`): never deduplicated.
 pub async fn enqueue_now(
     db: &PgPool,
