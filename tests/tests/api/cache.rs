@@ -14,6 +14,12 @@ async fn the_second_read_is_a_cache_hit_and_the_workers_write_invalidates_it() {
     let answer = app.upload(images::sideways_jpeg(64, 32)).await;
     let id = answer.body["id"].as_str().expect("id").to_owned();
     let path = format!("/v1/media/{id}");
+    // The API connects to Redis lazily; a read of a media that does not exist (never cached)
+    // makes that connection before anything is counted.
+    let absent = app
+        .get(&format!("/v1/media/{}", uuid::Uuid::now_v7()))
+        .await;
+    assert_eq!(absent.status, StatusCode::NOT_FOUND);
 
     let first = app.get(&path).await;
     let hits_before = metric_value(

@@ -199,7 +199,17 @@ async fn every_process_exports_its_series_and_they_move_when_jobs_run() {
     ] {
         assert!(metric_value(&api, name, labels) >= 1.0, "api {name}: {api}");
     }
-    let worker_text = scrape(&worker_metrics).await;
+    // The backup's gauges are set once its row is committed, which may be after the job reads
+    // as succeeded: scrape until they are there (or the deadline).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let worker_text = loop {
+        let text = scrape(&worker_metrics).await;
+        let last_backup = "kiln_backup_last_success_timestamp_seconds";
+        if metric_value(&text, last_backup, &[]) >= 1.0 || tokio::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     assert!(
         succeeded(&worker_text) > succeeded(&before),
         "{worker_text}"

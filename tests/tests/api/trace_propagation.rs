@@ -50,7 +50,13 @@ async fn a_traceparent_travels_from_the_request_to_the_workers_logs() {
             .any(|l| l.contains(TRACE_ID) && l.contains("upload accepted")),
         "the API's log names the trace: {api_logs:#?}"
     );
-    let worker_logs = app.worker.as_ref().expect("worker").logs();
+    // Logged once the media's state is committed, which may be after the API shows it.
+    let worker = app.worker.as_ref().expect("worker");
+    worker
+        .wait_for_log("media ready")
+        .await
+        .expect("the worker logs the outcome");
+    let worker_logs = worker.logs();
     assert!(
         worker_logs
             .iter()

@@ -35,6 +35,33 @@ impl Prefix {
         Self { cache, namespace }
     }
 
+    /// A prefix whose cache has reached Redis. Its connection is made lazily, with short
+    /// time-outs, so on a loaded machine the first commands may time out and fall through to
+    /// the loader; tests that count loads start from a working connection.
+    async fn connected() -> Self {
+        let prefix = Self::new();
+        let key = prefix.cache.key("warm-up", 0);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let loads = AtomicUsize::new(0);
+            for _ in 0..2 {
+                let load = || async {
+                    loads.fetch_add(1, Ordering::SeqCst);
+                    Ok::<_, std::convert::Infallible>(Some(0u8))
+                };
+                prefix.cache.get_or_load(&key, load).await.expect("warm-up");
+            }
+            if loads.load(Ordering::SeqCst) == 0 {
+                return prefix;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "redis never answered"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn raw(&self) -> redis::aio::MultiplexedConnection {
         redis::Client::open(redis_url())
             .expect("url")
@@ -57,7 +84,7 @@ impl Prefix {
 
 #[tokio::test]
 async fn a_miss_loads_once_and_the_next_read_hits() {
-    let prefix = Prefix::new();
+    let prefix = Prefix::connected().await;
     let key = prefix.cache.key("thing", 1);
     let loads = AtomicUsize::new(0);
     let load = || async {
@@ -80,7 +107,7 @@ async fn a_miss_loads_once_and_the_next_read_hits() {
 
 #[tokio::test]
 async fn concurrent_misses_for_one_key_share_a_single_load() {
-    let prefix = Prefix::new();
+    let prefix = Prefix::connected().await;
     let key = prefix.cache.key("thing", 2);
     let loads = Arc::new(AtomicUsize::new(0));
 
@@ -92,7 +119,8 @@ async fn concurrent_misses_for_one_key_share_a_single_load() {
             cache
                 .get_or_load(&key, || async move {
                     loads.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    // Long enough that every reader's own Redis read is over before it ends.
+                    tokio::time::sleep(Duration::from_secs(2)).await;
                     Ok::<_, std::convert::Infallible>(Some(42u32))
                 })
                 .await

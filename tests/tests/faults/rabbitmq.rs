@@ -1,10 +1,10 @@
 //! RabbitMQ stopped during a run of 300 uploads: every upload answered 202 ends ready.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use kiln_tests::{Options, Process, images, private::PrivateRabbit, spawn_app_with};
 use reqwest::StatusCode;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, oneshot};
 
 #[tokio::test]
 async fn stopping_rabbitmq_during_300_uploads_loses_none() {
@@ -14,29 +14,45 @@ async fn stopping_rabbitmq_during_300_uploads_loses_none() {
     let _scheduler = Process::spawn("kiln-scheduler", &[], app.env()).expect("scheduler");
     let accepted = Arc::new(Mutex::new(Vec::new()));
     let total = 300;
+    // In phases, each handed over explicitly: 60 uploads, the broker stops, 60 more, it
+    // resumes, the rest. An uploader that fails drops its sender and fails the test at once.
+    let (sixty_sent, sixty) = oneshot::channel();
+    let (stopped, broker_stopped) = oneshot::channel::<()>();
+    let (sixty_more_sent, sixty_more) = oneshot::channel();
+    let (resumed, broker_resumed) = oneshot::channel::<()>();
 
     let uploader = {
         let (app, accepted) = (app.clone(), accepted.clone());
         tokio::spawn(async move {
-            for _ in 0..total {
-                let answer = app.upload(images::sideways_jpeg(48, 24)).await;
-                assert_eq!(answer.status, StatusCode::ACCEPTED, "{:?}", answer.body);
-                accepted
-                    .lock()
-                    .await
-                    .push(answer.body["id"].as_str().expect("id").to_owned());
+            let mut phases = [
+                (60, Some((sixty_sent, broker_stopped))),
+                (60, Some((sixty_more_sent, broker_resumed))),
+                (total - 120, None),
+            ];
+            for (count, handover) in &mut phases {
+                for _ in 0..*count {
+                    let answer = app.upload(images::sideways_jpeg(48, 24)).await;
+                    assert_eq!(answer.status, StatusCode::ACCEPTED, "{:?}", answer.body);
+                    accepted
+                        .lock()
+                        .await
+                        .push(answer.body["id"].as_str().expect("id").to_owned());
+                }
+                if let Some((done, next)) = handover.take() {
+                    done.send(()).expect("the test waits");
+                    next.await.expect("the test goes on");
+                }
             }
         })
     };
-    while accepted.lock().await.len() < 60 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    sixty.await.expect("60 uploads accepted");
     rabbit.stop().await.expect("broker stopped");
-    let at_stop = accepted.lock().await.len();
-    while accepted.lock().await.len() < at_stop + 60 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    stopped.send(()).expect("uploader waits");
+    sixty_more
+        .await
+        .expect("60 uploads accepted while the broker was down");
     rabbit.resume().await.expect("broker back");
+    resumed.send(()).expect("uploader waits");
     uploader.await.expect("uploader");
 
     let ids = accepted.lock().await.clone();
@@ -65,6 +81,9 @@ async fn stopping_rabbitmq_during_300_uploads_loses_none() {
 async fn the_worker_reconnects_after_the_broker_closes_its_connections() {
     let rabbit = PrivateRabbit::start().await.expect("private rabbitmq");
     let app = spawn_app_with(Options::default().env("AMQP_URL", rabbit.url())).await;
+    // An upload accepted before the API notices its broker connection is gone is published by
+    // the relay, as in production.
+    let _scheduler = Process::spawn("kiln-scheduler", &[], app.env()).expect("scheduler");
     let first = app.upload(images::sideways_jpeg(48, 24)).await;
     assert_eq!(
         app.wait_for_media(first.body["id"].as_str().expect("id"))
