@@ -83,6 +83,20 @@
       cell(row, ms(q.duration_p50_ms) + " / " + ms(q.duration_p95_ms));
       cell(row, ms(q.wait_p50_ms) + " / " + ms(q.wait_p95_ms));
       cell(row, q.failure_rate === null ? "–" : (q.failure_rate * 100).toFixed(1) + "%", "queue-failure-rate");
+      cell(row, text(q.workers_alive), "queue-workers");
+      cell(row, q.oldest_live_age_seconds === null ? "–" : Math.round(q.oldest_live_age_seconds) + " s", "queue-oldest-live");
+    });
+  }
+
+  function renderWorkers(workers) {
+    fill($("#workers tbody"), workers, (row, w) => {
+      row.dataset.worker = w.id;
+      cell(row, w.host, "worker-host");
+      cell(row, text(w.pid), "worker-pid");
+      cell(row, w.queues.join(", "), "worker-queues");
+      cell(row, text(w.running), "worker-running");
+      cell(row, new Date(w.started_at).toLocaleString());
+      cell(row, new Date(w.heartbeat_at).toLocaleTimeString(), "worker-heartbeat");
     });
   }
 
@@ -217,6 +231,7 @@
       const data = await response.json();
       renderHealth(data.health);
       renderQueues(data.queues);
+      renderWorkers(data.workers);
       $("#outbox").textContent =
         "Outbox: " + data.outbox.unpublished + " unpublished" +
         (data.outbox.oldest_age_seconds ? ", oldest " + Math.round(data.outbox.oldest_age_seconds) + " s" : "") +

@@ -75,6 +75,18 @@ try {
     return { ok: mismatches.length === 0 && fromPage.length === fromApi.length && emailDead === 1, mismatches, fromPage };
   });
 
+  // The test's worker is listed, and each queue counts it as alive.
+  await eventually("the live worker is listed and counted per queue", async () => {
+    const fromApi = (await api("/v1/admin/queues")).queues;
+    const workers = await page.$$eval("#workers tbody tr", (rows) =>
+      rows.map((row) => row.querySelector('[data-testid="worker-queues"]').textContent));
+    const counted = await page.$$eval("#queues tbody tr", (rows) =>
+      rows.map((row) => row.querySelector('[data-testid="queue-workers"]').textContent));
+    const ok = workers.length === 1 && workers[0].includes("media")
+      && fromApi.every((q) => q.workers_alive === 1) && counted.every((n) => n === "1");
+    return { ok, workers, counted };
+  });
+
   // A change without the CSRF token is refused, even with the session cookie.
   const forged = await page.evaluate(async (id) => {
     const r = await fetch(`/v1/admin/jobs/${id}/retry`, { method: "POST", credentials: "same-origin" });

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use kiln_tests::{Options, Process, TestApp, images, spawn_app_with};
+use kiln_tests::{Options, Process, TestApp, images, metric_value, spawn_app_with};
 use lapin::options::{QueueDeclareOptions, QueuePurgeOptions};
 use uuid::Uuid;
 
@@ -80,7 +80,7 @@ async fn jobs_whose_messages_were_purged_are_rescued_and_succeed() {
     let uploaded = upload(&app, 6).await;
     lose_media_messages(&app, 6).await;
 
-    let _scheduler = Process::spawn("kiln-scheduler", &[], app.env()).expect("scheduler");
+    let scheduler = Process::spawn("kiln-scheduler", &[], app.env()).expect("scheduler");
     let _worker = Process::spawn("kiln-worker", &[], app.env()).expect("worker");
 
     for (media, job) in &uploaded {
@@ -91,6 +91,30 @@ async fn jobs_whose_messages_were_purged_are_rescued_and_succeed() {
         );
         // Each ran once, from the rescuer's message.
         assert_eq!(rescue_record(&app, job).await, (1, true), "{job}");
+    }
+    // Operators see it: each rescue is counted, and the live worker per queue.
+    let metrics = scheduler
+        .wait_for_field("metrics listening", "addr")
+        .await
+        .expect("metrics address");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = reqwest::get(format!("http://{metrics}/metrics"))
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("body");
+        let rescued = metric_value(&text, "kiln_jobs_rescued_total", &["from=\"queued\""]);
+        let alive = metric_value(&text, "kiln_workers_alive", &["queue=\"media\""]);
+        if rescued >= 6.0 && alive == 1.0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "rescued {rescued}, media workers alive {alive}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     println!("6 media jobs lost from their queue; rescued and ready 6");
 }

@@ -1,6 +1,6 @@
 //! `GET /v1/admin/queues`: each queue now — depth and consumers from the broker, in flight,
-//! retrying and dead from Postgres, and the last five minutes' rates, latencies and failure
-//! rate. The dashboard shows the same numbers.
+//! retrying and dead from Postgres, live workers and the oldest live job, and the last five
+//! minutes' rates, latencies and failure rate. The dashboard shows the same numbers.
 
 use axum::{Json, extract::State};
 use chrono::Utc;
@@ -36,6 +36,10 @@ pub struct QueueView {
     pub duration_p95_ms: Option<f64>,
     pub wait_p50_ms: Option<f64>,
     pub wait_p95_ms: Option<f64>,
+    /// Workers consuming the queue whose heartbeat is fresh.
+    pub workers_alive: i64,
+    /// Age of the queue's oldest queued, running or failed job; `None` when it has none.
+    pub oldest_live_age_seconds: Option<f64>,
 }
 
 /// Every queue's view, and whether the broker answered.
@@ -45,6 +49,8 @@ pub async fn live(state: &AppState) -> Result<(Vec<QueueView>, bool), ApiError> 
     let since = now - chrono::Duration::minutes(WINDOW_MINUTES);
     let activity = db::stats::queue_activity(&state.db, &kinds, since, now).await?;
     let dead = db::stats::dead_by_kind(&state.db).await?;
+    let workers = db::workers::alive_by_queue(&state.db, state.config.heartbeat_timeout).await?;
+    let oldest = db::rescue::oldest_live_by_kind(&state.db).await?;
     let broker = match state.publisher.queue_stats().await {
         Ok(stats) => Some(stats),
         Err(error) => {
@@ -65,6 +71,15 @@ pub async fn live(state: &AppState) -> Result<(Vec<QueueView>, bool), ApiError> 
                 .map(|(_, n)| n)
                 .sum();
             let finished = a.succeeded + a.dead;
+            let oldest_live_age_seconds = oldest
+                .iter()
+                .filter(|(kind, _)| kinds.iter().any(|(k, q)| k == kind && *q == a.queue))
+                .map(|(_, age)| *age)
+                .reduce(f64::max);
+            let workers_alive = workers
+                .iter()
+                .find(|w| w.queue == a.queue)
+                .map_or(0, |w| w.workers);
             QueueView {
                 ready: depth.map(|q| q.ready),
                 consumers: depth.map(|q| q.consumers),
@@ -78,6 +93,8 @@ pub async fn live(state: &AppState) -> Result<(Vec<QueueView>, bool), ApiError> 
                 duration_p95_ms: a.duration_p95_ms,
                 wait_p50_ms: a.wait_p50_ms,
                 wait_p95_ms: a.wait_p95_ms,
+                workers_alive,
+                oldest_live_age_seconds,
                 queue: a.queue,
             }
         })

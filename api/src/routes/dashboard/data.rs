@@ -59,6 +59,7 @@ pub async fn data(
         LIST_LIMIT,
     )
     .await?;
+    let workers = db::workers::list_alive(&state.db, state.config.heartbeat_timeout).await?;
     let schedules = db::schedules::list(&state.db).await?;
     let backups = db::backups::list(&state.db).await?;
     let job = |j: &db::jobs::Job| {
@@ -77,6 +78,10 @@ pub async fn data(
         "samples": samples,
         "failures": failures.iter().map(job).collect::<Vec<_>>(),
         "dead": dead.iter().map(job).collect::<Vec<_>>(),
+        "workers": workers.iter().map(|w| json!({
+            "id": w.id, "host": w.host, "pid": w.pid, "queues": w.queues,
+            "started_at": w.started_at, "heartbeat_at": w.heartbeat_at, "running": w.running,
+        })).collect::<Vec<_>>(),
         "schedules": schedules,
         "backups": {
             "last_good": backups.first(),
