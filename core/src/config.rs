@@ -100,6 +100,10 @@ pub struct Config {
     /// A worker whose heartbeat is older than this has lost its running jobs
     /// (`KILN_HEARTBEAT_TIMEOUT`); it heartbeats six times as often.
     pub heartbeat_timeout: Duration,
+    /// Succeeded jobs are deleted this long after they finished (`KILN_RETAIN_SUCCEEDED`).
+    pub retain_succeeded: Duration,
+    /// Dead jobs are deleted this long after they died (`KILN_RETAIN_DEAD`).
+    pub retain_dead: Duration,
     /// The database the `backup` job dumps (`KILN_BACKUP_DATABASE_URL`, default `DATABASE_URL`).
     pub backup_database_url: SecretString,
     /// Retention: the newest N backups are always kept (`KILN_BACKUP_KEEP_LAST`).
@@ -146,6 +150,7 @@ impl Config {
                 crate::jobs::JobKind::Backup => "KILN_MAX_ATTEMPTS_BACKUP",
                 crate::jobs::JobKind::Cleanup => "KILN_MAX_ATTEMPTS_CLEANUP",
                 crate::jobs::JobKind::Digest => "KILN_MAX_ATTEMPTS_DIGEST",
+                crate::jobs::JobKind::Prune => "KILN_MAX_ATTEMPTS_PRUNE",
                 crate::jobs::JobKind::Noop => "KILN_MAX_ATTEMPTS_NOOP",
             };
             max_attempts_by_kind.push((kind, env.bounded(var, max_attempts, 1, 100)?));
@@ -219,6 +224,14 @@ impl Config {
             heartbeat_timeout: parse_duration(
                 "KILN_HEARTBEAT_TIMEOUT",
                 &env.string("KILN_HEARTBEAT_TIMEOUT", "30s"),
+            )?,
+            retain_succeeded: parse_retention(
+                "KILN_RETAIN_SUCCEEDED",
+                &env.string("KILN_RETAIN_SUCCEEDED", "7d"),
+            )?,
+            retain_dead: parse_retention(
+                "KILN_RETAIN_DEAD",
+                &env.string("KILN_RETAIN_DEAD", "14d"),
             )?,
             auth_cache_ttl: Duration::from_secs(env.bounded(
                 "KILN_AUTH_CACHE_SECS",
@@ -372,6 +385,20 @@ pub fn parse_delays(raw: &str) -> Result<Vec<Duration>, ConfigError> {
 /// Parses one duration of `var`, written as `KILN_RETRY_DELAYS` writes them: `500ms`, `5s`,
 /// `2m`, `1h`; between 1 ms and 24 h.
 pub fn parse_duration(var: &'static str, raw: &str) -> Result<Duration, ConfigError> {
+    parse_duration_up_to(var, raw, 24 * 3_600_000)
+}
+
+/// Parses a retention period: a duration as [`parse_duration`] takes, or days (`7d`), up to
+/// ten years.
+pub fn parse_retention(var: &'static str, raw: &str) -> Result<Duration, ConfigError> {
+    parse_duration_up_to(var, raw, 3_650 * 24 * 3_600_000)
+}
+
+fn parse_duration_up_to(
+    var: &'static str,
+    raw: &str,
+    max_millis: u64,
+) -> Result<Duration, ConfigError> {
     let error = |message: String| ConfigError { var, message };
     let entry = raw.trim();
     let split = entry
@@ -386,11 +413,20 @@ pub fn parse_duration(var: &'static str, raw: &str) -> Result<Duration, ConfigEr
         "s" => 1_000,
         "m" => 60_000,
         "h" => 3_600_000,
+        "d" if max_millis > 24 * 3_600_000 => 24 * 3_600_000,
+        _ if max_millis > 24 * 3_600_000 => {
+            return Err(error(format!("{entry:?}: unit must be ms, s, m, h or d")));
+        }
         _ => return Err(error(format!("{entry:?}: unit must be ms, s, m or h"))),
     };
     let millis = number.saturating_mul(unit_millis);
-    if millis == 0 || millis > 24 * 3_600_000 {
-        return Err(error(format!("{entry:?} must be between 1ms and 24h")));
+    if millis == 0 || millis > max_millis {
+        let most = if max_millis > 24 * 3_600_000 {
+            "3650d"
+        } else {
+            "24h"
+        };
+        return Err(error(format!("{entry:?} must be between 1ms and {most}")));
     }
     Ok(Duration::from_millis(millis))
 }
@@ -507,6 +543,14 @@ mod tests {
         assert_eq!(set.rescue_after, Duration::from_secs(10));
         let err = config(&[("KILN_HEARTBEAT_TIMEOUT", "30")]).expect_err("no unit");
         assert_eq!(err.var, "KILN_HEARTBEAT_TIMEOUT");
+        assert_eq!(defaults.retain_succeeded, Duration::from_secs(7 * 86_400));
+        assert_eq!(defaults.retain_dead, Duration::from_secs(14 * 86_400));
+        let set = config(&[("KILN_RETAIN_DEAD", "90d")]).expect("valid");
+        assert_eq!(set.retain_dead, Duration::from_secs(90 * 86_400));
+        assert!(
+            config(&[("KILN_RESCUE_AFTER", "2d")]).is_err(),
+            "days only for retention"
+        );
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub enum JobKind {
     Cleanup,
     /// Email each opted-in tenant a summary of the last day.
     Digest,
+    /// Delete finished jobs past their retention, in bounded batches.
+    Prune,
     /// Does nothing but succeed: measures the queue itself (`bench/queue.sh`) and checks that
     /// the whole loop (row, message, worker, status) works.
     Noop,
@@ -28,12 +30,13 @@ pub enum JobKind {
 
 impl JobKind {
     /// Every kind, for declaring bindings.
-    pub const ALL: [JobKind; 6] = [
+    pub const ALL: [JobKind; 7] = [
         Self::Media,
         Self::Email,
         Self::Backup,
         Self::Cleanup,
         Self::Digest,
+        Self::Prune,
         Self::Noop,
     ];
 
@@ -45,6 +48,7 @@ impl JobKind {
             Self::Backup => "backup",
             Self::Cleanup => "cleanup",
             Self::Digest => "digest",
+            Self::Prune => "prune",
             Self::Noop => "noop",
         }
     }
@@ -56,7 +60,7 @@ impl JobKind {
             Self::Media => QueueKind::Media,
             Self::Email => QueueKind::Email,
             Self::Backup => QueueKind::Backup,
-            Self::Cleanup | Self::Digest | Self::Noop => QueueKind::Maintenance,
+            Self::Cleanup | Self::Digest | Self::Prune | Self::Noop => QueueKind::Maintenance,
         }
     }
 }

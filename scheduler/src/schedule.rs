@@ -13,7 +13,8 @@ use serde::Deserialize;
 /// start-up; a missed cleanup or digest simply waits for its next tick.
 pub const DEFAULT_SCHEDULES: &str = "nightly-backup|0 0 3 * * *|backup|once;\
      hourly-cleanup|0 0 * * * *|cleanup|skip;\
-     daily-digest|0 0 8 * * *|digest|skip";
+     daily-digest|0 0 8 * * *|digest|skip;\
+     minutely-prune|0 * * * * *|prune|skip";
 
 /// What to do, at start-up, about ticks that passed while no scheduler ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -269,7 +270,8 @@ mod tests {
     fn an_empty_table_means_the_defaults() {
         let table = parse("").expect("defaults parse");
         let kinds: Vec<_> = table.iter().map(|s| s.kind).collect();
-        assert_eq!(kinds, [JobKind::Backup, JobKind::Cleanup, JobKind::Digest]);
+        let want = [JobKind::Backup, JobKind::Cleanup, JobKind::Digest, JobKind::Prune];
+        assert_eq!(kinds, want);
         assert_eq!(table[0].missed, MissedPolicy::Once);
         assert_eq!(table[1].missed, MissedPolicy::Skip);
     }

@@ -233,6 +233,7 @@ async fn dispatch(ctx: &Context, kind: JobKind, job: &Job) -> Result<(), JobErro
         JobKind::Backup => jobs::backup::run(ctx, job).await,
         JobKind::Cleanup => jobs::cleanup::run(ctx, job).await,
         JobKind::Digest => jobs::digest::run(ctx, job).await,
+        JobKind::Prune => jobs::prune::run(ctx, job).await,
         JobKind::Noop => jobs::noop::run(ctx, job).await,
     }
 }

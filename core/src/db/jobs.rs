@@ -242,11 +242,13 @@ pub struct JobFilter {
     pub kind: Option<String>,
 }
 
-/// Jobs matching `filter`, newest first.
+/// Jobs matching `filter`, newest first; their payloads only `with_payload` (a list that does
+/// not show them does not read them: they may be large, and hold personal data).
 pub async fn list(
     db: impl PgExecutor<'_>,
     filter: &JobFilter,
     limit: i64,
+    with_payload: bool,
 ) -> Result<Vec<Job>, sqlx::Error> {
     sqlx::query_as!(
         Job,
@@ -254,7 +256,9 @@ pub async fn list(
         // partial index that holds it, one branch per index; a branch whose status was not
         // asked for is skipped at run time. Succeeded jobs (or all) come newest first off the
         // primary key: job ids are UUIDv7, so their order is their creation's.
-        "SELECT id, tenant, kind, payload, status, attempts, max_attempts, last_error,
+        r#"SELECT id, tenant, kind,
+                CASE WHEN $4 THEN payload ELSE 'null'::jsonb END AS "payload!",
+                status, attempts, max_attempts, last_error,
                 created_at, published_at, started_at, finished_at, traceparent
          FROM jobs
          WHERE id = ANY(ARRAY(
@@ -272,10 +276,11 @@ pub async fn list(
                 AND ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR kind = $2)
               ORDER BY id DESC LIMIT $3)))
          ORDER BY created_at DESC
-         LIMIT $3",
+         LIMIT $3"#,
         filter.status,
         filter.kind,
         limit,
+        with_payload,
     )
     .fetch_all(db)
     .await
@@ -378,11 +383,12 @@ pub async fn insert_deduplicated(
     .await
 }
 
-/// The latest jobs with an error (retrying or dead), newest failure first.
+/// The latest jobs with an error (retrying or dead), newest failure first, without payloads.
 pub async fn recent_failures(db: impl PgExecutor<'_>, limit: i64) -> Result<Vec<Job>, sqlx::Error> {
     sqlx::query_as!(
         Job,
-        "SELECT id, tenant, kind, payload, status, attempts, max_attempts, last_error,
+        r#"SELECT id, tenant, kind, 'null'::jsonb AS "payload!", status, attempts, max_attempts,
+                last_error,
                 created_at, published_at, started_at, finished_at, traceparent
          FROM jobs
          -- Live and dead jobs each have a partial index. A retrying job's failure is dated by
@@ -390,7 +396,7 @@ pub async fn recent_failures(db: impl PgExecutor<'_>, limit: i64) -> Result<Vec<
          WHERE ((is_live AND status = 'failed') OR is_dead)
            AND last_error IS NOT NULL
          ORDER BY coalesce(finished_at, started_at, created_at) DESC
-         LIMIT $1",
+         LIMIT $1"#,
         limit,
     )
     .fetch_all(db)

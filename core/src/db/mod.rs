@@ -11,6 +11,7 @@ pub mod jobs;
 pub mod media;
 mod published_later;
 pub mod rescue;
+pub mod retention;
 pub mod schedules;
 pub mod sessions;
 pub mod stats;

@@ -257,7 +257,9 @@ async fn each_status_is_listed_counted_and_revived_through_its_own_index() {
         };
         let pool = pool.clone();
         async move {
-            let jobs = db::jobs::list(&pool, &filter, 50).await.expect("list");
+            let jobs = db::jobs::list(&pool, &filter, 50, false)
+                .await
+                .expect("list");
             jobs.into_iter().map(|j| j.id).collect::<Vec<_>>()
         }
     };

@@ -4,4 +4,5 @@ mod cache;
 mod job_rows;
 mod job_writes;
 mod rescue;
+mod retention;
 mod support;

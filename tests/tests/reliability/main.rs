@@ -8,4 +8,5 @@ mod crash;
 mod cron;
 mod poison;
 mod rescue;
+mod retention;
 mod retries;

@@ -83,6 +83,13 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
         .retry()?
     {
         tracing::info!("attempt superseded by a newer one");
+        return Ok(());
+    }
+    // Sent and recorded: the recipients and bodies are personal data Kiln no longer needs.
+    // Failing to remove them now is logged, not retried (that would send the email again);
+    // the job's retention removes the whole row later.
+    if let Err(error) = kiln_core::db::retention::scrub_sent_email(&ctx.db, job.id).await {
+        tracing::warn!(%error, "could not remove the sent email's personal data");
     }
     Ok(())
 }

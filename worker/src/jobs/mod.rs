@@ -6,6 +6,7 @@ pub mod digest;
 pub mod email;
 pub mod media;
 pub mod noop;
+pub mod prune;
 
 use std::time::Duration;
 
@@ -45,6 +46,7 @@ pub fn timeout(kind: JobKind) -> Duration {
         JobKind::Backup => Duration::from_secs(3600),
         JobKind::Cleanup => Duration::from_secs(600),
         JobKind::Digest => Duration::from_secs(300),
+        JobKind::Prune => Duration::from_secs(120),
         JobKind::Noop => Duration::from_secs(60),
     }
 }

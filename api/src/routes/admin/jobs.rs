@@ -112,6 +112,7 @@ pub async fn list(
             kind: filter.kind()?.map(str::to_owned),
         },
         filter.limit()?,
+        true,
     )
     .await?;
     let jobs: Vec<AdminJobView> = jobs.into_iter().map(Into::into).collect();

@@ -57,6 +57,7 @@ pub async fn data(
             kind: None,
         },
         LIST_LIMIT,
+        false,
     )
     .await?;
     let workers = db::workers::list_alive(&state.db, state.config.heartbeat_timeout).await?;
