@@ -95,12 +95,12 @@ fn the_dashboard_and_the_scrape_config_cover_kiln() {
         );
     }
 
-    let prometheus = std::fs::read_to_string(root.join("deploy/prometheus.yml"))
-        .expect("deploy/prometheus.yml is readable");
+    let prometheus = std::fs::read_to_string(root.join("deploy/prometheus/prometheus.yml"))
+        .expect("deploy/prometheus/prometheus.yml is readable");
     for target in ["api:9090", "worker:9091", "scheduler:9092"] {
         assert!(
             prometheus.contains(target),
-            "deploy/prometheus.yml does not scrape {target}"
+            "deploy/prometheus/prometheus.yml does not scrape {target}"
         );
     }
 }
