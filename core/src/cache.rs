@@ -133,6 +133,14 @@ impl Cache {
     /// Drops `key` after a committed write, so the next read loads fresh data, and bumps its
     /// generation so that a read which loaded the old row cannot store it afterwards.
     pub async fn invalidate(&self, key: &str) {
+        // The TTL still bounds staleness; the error is counted for operators (and a writer
+        // that must not wait for the TTL retries through `try_invalidate`).
+        let _ = self.try_invalidate(key).await;
+    }
+
+    /// [`Cache::invalidate`], telling the caller whether Redis took it, so that a change that
+    /// must be seen at once (a deletion) can retry until it did.
+    pub async fn try_invalidate(&self, key: &str) -> Result<(), redis::RedisError> {
         let mut redis = self.redis.clone();
         let generation = generation_key(key);
         let mut pipe = redis::pipe();
@@ -144,10 +152,10 @@ impl Cache {
             .expire(&generation, GENERATION_TTL_SECS)
             .ignore();
         let deleted: Result<(), _> = with_timeout(pipe.query_async(&mut redis)).await;
-        if let Err(error) = deleted {
-            // The TTL still bounds staleness; the error is counted for operators.
-            count_error("del", &error);
+        if let Err(error) = &deleted {
+            count_error("del", error);
         }
+        deleted
     }
 
     /// Whether Redis answers a PING (for readiness checks).

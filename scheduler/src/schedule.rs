@@ -270,7 +270,12 @@ mod tests {
     fn an_empty_table_means_the_defaults() {
         let table = parse("").expect("defaults parse");
         let kinds: Vec<_> = table.iter().map(|s| s.kind).collect();
-        let want = [JobKind::Backup, JobKind::Cleanup, JobKind::Digest, JobKind::Prune];
+        let want = [
+            JobKind::Backup,
+            JobKind::Cleanup,
+            JobKind::Digest,
+            JobKind::Prune,
+        ];
         assert_eq!(kinds, want);
         assert_eq!(table[0].missed, MissedPolicy::Once);
         assert_eq!(table[1].missed, MissedPolicy::Skip);

@@ -109,3 +109,48 @@ async fn the_worker_reconnects_after_the_broker_closes_its_connections() {
     assert_eq!(media["status"], "ready", "processed after the reconnect");
     println!("sent 2; finished 2; lost 0 (connections force-closed once)");
 }
+
+#[tokio::test]
+async fn a_bulk_retry_with_the_broker_down_answers_at_once_and_the_relay_sends_the_jobs() {
+    let rabbit = PrivateRabbit::start().await.expect("private rabbitmq");
+    let app = spawn_app_with(Options::default().env("AMQP_URL", rabbit.url())).await;
+    // Corrupt uploads: each job dies on its first attempt.
+    let mut broken = images::bench_photo("photo-4mp.jpg");
+    broken.truncate(broken.len() / 3);
+    let mut jobs = Vec::new();
+    for _ in 0..20 {
+        let answer = app.upload(broken.clone()).await;
+        assert_eq!(answer.status, StatusCode::ACCEPTED, "{:?}", answer.body);
+        jobs.push(answer.body["job_id"].as_str().expect("job").to_owned());
+    }
+    for job in &jobs {
+        assert_eq!(app.wait_for_job(job).await["status"], "dead");
+    }
+
+    rabbit.stop().await.expect("broker stopped");
+    // Bounded only so a regression fails instead of hanging: sequential publishes each
+    // waiting for a confirm time-out would take minutes.
+    let answer = app
+        .client
+        .post(format!("{}/v1/admin/jobs/retry?kind=media", app.address))
+        .bearer_auth(&app.key)
+        .timeout(std::time::Duration::from_secs(60))
+        .send()
+        .await
+        .expect("the retry answers");
+    let status = answer.status();
+    let body: serde_json::Value = answer.json().await.expect("json");
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let counts = (body["retried"].as_u64(), body["published"].as_u64());
+    assert_eq!(counts, (Some(20), Some(0)), "{body}");
+
+    rabbit.resume().await.expect("broker back");
+    let _scheduler = Process::spawn("kiln-scheduler", &[], app.env()).expect("scheduler");
+    // Relayed and run again (and dead again: the files are still corrupt).
+    for job in &jobs {
+        let row = app.wait_for_job(job).await;
+        let outcome = (row["status"].as_str(), row["attempts"].as_i64());
+        assert_eq!(outcome, (Some("dead"), Some(1)), "{row}");
+    }
+    println!("retried 20 dead jobs with the broker down: answered, published 0; relayed 20");
+}

@@ -43,3 +43,34 @@ async fn with_redis_stopped_mid_run_uploads_and_reads_keep_working() {
         sent - finished
     );
 }
+
+#[tokio::test]
+async fn a_media_deleted_while_redis_could_not_be_invalidated_is_not_served_from_the_cache() {
+    let redis = PrivateRedis::start().await.expect("private redis");
+    let app = spawn_app_with(Options::default().env("REDIS_URL", redis.url())).await;
+    let uploaded = app.upload(images::sideways_jpeg(64, 32)).await;
+    let id = uploaded.body["id"].as_str().expect("id").to_owned();
+    assert_eq!(app.wait_for_media(&id).await["status"], "ready");
+    // Read twice: the view is in Redis now.
+    for _ in 0..2 {
+        assert_eq!(
+            app.get(&format!("/v1/media/{id}")).await.status,
+            StatusCode::OK
+        );
+    }
+
+    // Frozen, Redis keeps the entry but cannot remove it: the deletion's invalidation times out.
+    redis.freeze().expect("frozen");
+    let deleted = app
+        .admin(reqwest::Method::DELETE, &format!("/v1/media/{id}"))
+        .await;
+    assert_eq!(deleted.status, StatusCode::ACCEPTED, "{:?}", deleted.body);
+    let cleanup = deleted.body["job_id"].as_str().expect("job").to_owned();
+    redis.thaw().expect("thawed");
+
+    // The cleanup job, committed with the deletion, removes the entry once Redis answers.
+    assert_eq!(app.wait_for_job(&cleanup).await["status"], "succeeded");
+    let read = app.get(&format!("/v1/media/{id}")).await;
+    assert_eq!(read.status, StatusCode::NOT_FOUND, "{:?}", read.body);
+    println!("deleted with redis frozen; after the cleanup job: 404");
+}

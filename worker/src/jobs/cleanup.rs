@@ -1,7 +1,7 @@
 //! The `cleanup` job: removes files nobody will read again.
 //!
-//! - With `{"media_id": …}` (enqueued by `DELETE /v1/media/{id}`): that media's original and
-//!   variants.
+//! - With `{"media_id": …}` (enqueued by `DELETE /v1/media/{id}`): that media's cache entry
+//!   (again, in case the deletion could not remove it) and its original and variants.
 //! - Without (the hourly schedule): every deleted media not purged yet; originals and variants
 //!   whose media no longer exists (an upload recorded in storage but never in Postgres, or
 //!   variants written by a job that raced a delete); and staging files of streamed uploads that
@@ -39,6 +39,16 @@ struct Removed {
 /// Runs one cleanup and records the job's success.
 pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
     let payload: CleanupPayload = serde_json::from_value(job.payload.clone()).abort()?;
+    if let Some(media_id) = payload.media_id {
+        // The deletion's own invalidation may have failed (Redis unreachable for a moment),
+        // which would let reads serve the media from the cache until its TTL. This job was
+        // committed with the deletion, so it is the outbox for that invalidation: it retries
+        // until Redis takes it.
+        ctx.cache
+            .try_invalidate(&ctx.cache.key("media", media_id))
+            .await
+            .retry()?;
+    }
     let mut removed = Removed {
         purged_media: purge_deleted(ctx, payload.media_id).await?,
         ..Removed::default()
