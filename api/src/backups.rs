@@ -48,7 +48,14 @@ async fn restore_from(
     into: &str,
 ) -> anyhow::Result<()> {
     let (_, mut stream) = storage.get_stream(&backup.storage_key).await?;
-    let mut file = tokio::fs::File::create(download).await?;
+    // The dump holds every row of the database: readable by this user alone, and never a
+    // file someone else prepared at that path.
+    let mut file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(download)
+        .await?;
     let mut hasher = Sha256::new();
     let mut bytes = 0u64;
     while let Some(chunk) = stream.next().await {
@@ -69,14 +76,9 @@ async fn restore_from(
         );
     }
 
-    let mut child = tokio::process::Command::new("pg_restore")
-        .args([
-            "--no-owner",
-            "--no-privileges",
-            "--exit-on-error",
-            "--dbname",
-        ])
-        .arg(into)
+    let mut child = kiln_core::pg_tool::command("pg_restore", into)
+        .context("the target database is not a URL")?
+        .args(["--no-owner", "--no-privileges", "--exit-on-error"])
         .stdin(Stdio::piped())
         .kill_on_drop(true)
         .spawn()

@@ -9,6 +9,7 @@
 //! - [`storage`]: originals and variants, on a local directory or S3-compatible storage.
 //! - [`jobs`]: the job contracts (kinds, statuses, the message envelope, payloads).
 //! - [`queue`]: the RabbitMQ topology and a confirmed publisher.
+//! - [`pg_tool`]: `pg_dump`/`pg_restore` commands that keep the password off their argv.
 //! - [`image_probe`]: format sniffing and header dimensions, without decoding pixels.
 //! - [`telemetry`]: logging and the Prometheus recorder.
 //! - [`templates`]: email templates (built-in notifications and the operator's own).
@@ -20,6 +21,7 @@ pub mod config;
 pub mod db;
 pub mod image_probe;
 pub mod jobs;
+pub mod pg_tool;
 pub mod queue;
 pub mod shutdown;
 pub mod storage;

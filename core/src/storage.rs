@@ -106,8 +106,8 @@ impl Storage {
         })
     }
 
-    /// Test-only fault injection: the next `count` calls to [`Storage::put`] fail with a
-    /// transient error, as a flaky object store would.
+    /// Test-only fault injection: the next `count` calls to [`Storage::put`] or
+    /// [`StorageWriter::write`] fail with a transient error, as a flaky object store would.
     pub fn fail_next_writes(self, count: u64) -> Self {
         self.failing_writes.store(count, Ordering::SeqCst);
         self
@@ -124,6 +124,7 @@ impl Storage {
         let upload = self.store.put_multipart(&Path::from(key)).await?;
         Ok(StorageWriter {
             inner: WriteMultipart::new_with_chunk_size(upload, PART_SIZE),
+            failing_writes: self.failing_writes.clone(),
         })
     }
 
@@ -238,11 +239,19 @@ fn not_found(key: &str) -> impl FnOnce(object_store::Error) -> StorageError + '_
 /// visible, and [`abort`](Self::abort) also removes the parts already written.
 pub struct StorageWriter {
     inner: WriteMultipart,
+    /// The storage's injected faults (see [`Storage::fail_next_writes`]).
+    failing_writes: Arc<AtomicU64>,
 }
 
 impl StorageWriter {
     /// Appends bytes, waiting when too many parts are still in flight (back-pressure).
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
+        let injected = self
+            .failing_writes
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if injected.is_ok() {
+            return Err(StorageError::Injected);
+        }
         self.inner.wait_for_capacity(2).await?;
         self.inner.write(bytes);
         Ok(())

@@ -125,3 +125,23 @@ pub fn zip_bytes() -> Vec<u8> {
     zip.resize(2048, 0x42);
     zip
 }
+
+/// A JPEG whose one scan is repeated `scans` times: the structure of a progressive-JPEG
+/// decompression bomb (each scan makes a decoder pass over the whole image again).
+pub fn jpeg_with_scans(scans: usize) -> Vec<u8> {
+    let plain = encode(
+        &RgbImage::from_fn(64, 48, |x, y| Rgb([(x * 4) as u8, (y * 5) as u8, 90])),
+        ImageFormat::Jpeg,
+    );
+    let sos = plain
+        .windows(2)
+        .position(|w| w == [0xFF, 0xDA])
+        .expect("a scan");
+    let scan = &plain[sos..plain.len() - 2];
+    let mut bomb = plain[..sos].to_vec();
+    for _ in 0..scans {
+        bomb.extend_from_slice(scan);
+    }
+    bomb.extend_from_slice(&[0xFF, 0xD9]);
+    bomb
+}

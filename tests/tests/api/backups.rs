@@ -197,3 +197,134 @@ async fn retention_prunes_old_backups_from_storage_and_table_alike() {
         "the pruned file is gone from storage too"
     );
 }
+
+/// A directory of `pg_dump` and `pg_restore` wrappers that note their arguments, the password
+/// they were given in `PGPASSWORD`, and the permissions of restore's downloaded dump (under
+/// `TMPDIR`, set to the same directory), then run the real tool.
+fn recording_tools() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix("kiln-pg-tools-")
+        .tempdir()
+        .expect("dir");
+    for tool in ["pg_dump", "pg_restore"] {
+        let script = format!(
+            "#!/bin/sh\n\
+             d='{dir}'\n\
+             printf '%s\\n' \"$*\" >> \"$d/argv\"\n\
+             printf '%s\\n' \"${{PGPASSWORD:-}}\" >> \"$d/passwords\"\n\
+             for f in \"$d\"/kiln-restore-*; do [ -e \"$f\" ] && stat -c %a \"$f\" >> \"$d/modes\"; done\n\
+             exec /usr/bin/{tool} \"$@\"\n",
+            dir = dir.path().display()
+        );
+        let path = dir.path().join(tool);
+        std::fs::write(&path, script).expect("script");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    dir
+}
+
+#[tokio::test]
+async fn a_storage_failure_mid_dump_fails_the_attempt_at_once_and_no_password_is_on_any_argv() {
+    let tools = recording_tools();
+    let services_url = |url: &str| url.replacen("postgres@", "postgres:s3cret-pw@", 1);
+    let path = format!(
+        "{}:{}",
+        tools.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    // The worker is started below, once the backup URL (with the database's name) is known.
+    let app = spawn_app_with(Options {
+        without_worker: true,
+        ..Options::default()
+            .env("KILN_TEST_FAIL_STORAGE_WRITES", "1")
+            .env("TMPDIR", tools.path().display().to_string())
+            .env("PATH", path)
+    })
+    .await;
+    let db = app.services.db().await;
+    // A dump bigger than a pipe's buffer: without a reader, pg_dump would block on its output.
+    sqlx::query("CREATE TABLE filler AS SELECT md5(n::text) || md5(random()::text) AS t FROM generate_series(1, 60000) n")
+        .execute(&db)
+        .await
+        .expect("filler");
+    let mut env = app.env().clone();
+    env.insert(
+        "KILN_BACKUP_DATABASE_URL".into(),
+        services_url(&env["DATABASE_URL"]),
+    );
+    let job = {
+        let worker = kiln_tests::Process::spawn("kiln-worker", &[], &env).expect("worker");
+        worker.wait_for_log("consuming").await.expect("consuming");
+        let output = run("kiln-scheduler", &["enqueue", "nightly-backup"], &env).expect("runs");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let job_id = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        app.wait_for_job(&job_id).await
+    };
+
+    // The first attempt's upload failed mid-dump: killed and retried, not left to its time limit.
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["attempts"], 2, "{job}");
+    let backups: Vec<_> = app
+        .stored_files()
+        .into_iter()
+        .filter(|p| p.starts_with("backups"))
+        .collect();
+    assert_eq!(
+        backups.len(),
+        1,
+        "the aborted upload left nothing: {backups:?}"
+    );
+
+    let listed = app.admin(Method::GET, "/v1/admin/backups").await;
+    let id = listed.body["backups"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let target = Services::create(None).await.expect("target database");
+    let restored = run(
+        "kiln-api",
+        &[
+            "backups",
+            "restore",
+            &id,
+            "--into",
+            &services_url(&target.database_url),
+        ],
+        &env,
+    )
+    .expect("runs");
+    assert!(
+        restored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+
+    let read = |name: &str| std::fs::read_to_string(tools.path().join(name)).unwrap_or_default();
+    let argv = read("argv");
+    assert!(argv.contains("--dbname"), "{argv}");
+    assert!(
+        !argv.contains("s3cret-pw"),
+        "a password on a command line: {argv}"
+    );
+    assert!(
+        read("passwords").lines().all(|p| p == "s3cret-pw"),
+        "{}",
+        read("passwords")
+    );
+    assert_eq!(
+        read("passwords").lines().count(),
+        3,
+        "two dumps and a restore"
+    );
+    assert_eq!(
+        read("modes").trim(),
+        "600",
+        "the downloaded dump is private"
+    );
+    println!("storage failed mid-dump: attempt 2 succeeded; argv without password; dump 0600");
+}

@@ -199,3 +199,27 @@ async fn a_truncated_jpeg_ends_failed_with_the_decoders_reason_and_a_dead_job() 
         .await;
     assert_eq!(media["status"], "ready");
 }
+
+#[tokio::test]
+async fn a_jpeg_with_thousands_of_scans_fails_permanently_with_its_reason() {
+    let app = spawn_app().await;
+    let answer = app.upload(images::jpeg_with_scans(3000)).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{:?}", answer.body);
+    let media = app
+        .wait_for_media(answer.body["id"].as_str().expect("id"))
+        .await;
+    assert_eq!(media["status"], "failed", "{media}");
+    assert!(
+        media["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("3000 scans")),
+        "{media}"
+    );
+    let job = app
+        .wait_for_job(answer.body["job_id"].as_str().expect("job"))
+        .await;
+    assert_eq!(
+        (job["status"].as_str(), job["attempts"].as_i64()),
+        (Some("dead"), Some(1))
+    );
+}

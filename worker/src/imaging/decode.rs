@@ -20,6 +20,11 @@ pub struct Decoded {
     pub height: u32,
 }
 
+/// Scans a JPEG may have. A progressive JPEG from a camera or an encoder has about ten (libjpeg's
+/// most detailed script has a dozen per component); hundreds only come from a file made to
+/// make decoders loop.
+pub const MAX_JPEG_SCANS: usize = 256;
+
 /// Decodes once, within `max_pixels`, upright, as 8-bit sRGB (RGBA when the image has
 /// transparency). Animated GIFs yield their first frame.
 pub fn decode(data: &[u8], format: ImageFormat, max_pixels: u64) -> Result<Pixels, DecodeError> {
@@ -37,13 +42,26 @@ pub fn decode_scaled(
     target_width: Option<u32>,
 ) -> Result<Decoded, DecodeError> {
     let fail = |e: image::ImageError| DecodeError(format!("cannot decode image: {e}"));
-    if format == ImageFormat::Jpeg && !jpeg_is_complete(data) {
-        // The JPEG decoder is lenient and paints missing data grey; a truncated upload must
-        // fail instead of becoming a half-grey "ready" image.
-        return Err(DecodeError(
-            "cannot decode image: the JPEG is truncated (no end-of-image marker after its last scan)"
-                .into(),
-        ));
+    if format == ImageFormat::Jpeg {
+        match jpeg_scans(data) {
+            // The JPEG decoder is lenient and paints missing data grey; a truncated upload must
+            // fail instead of becoming a half-grey "ready" image.
+            None => {
+                return Err(DecodeError(
+                    "cannot decode image: the JPEG is truncated (no end-of-image marker after its last scan)"
+                        .into(),
+                ));
+            }
+            // Each scan of a progressive JPEG makes the decoder pass over the whole image
+            // again: thousands of tiny scans hold a CPU for minutes (a decompression bomb).
+            Some(scans) if scans > MAX_JPEG_SCANS => {
+                return Err(DecodeError(format!(
+                    "cannot decode image: the JPEG has {scans} scans, more than the \
+                     {MAX_JPEG_SCANS} any real image needs"
+                )));
+            }
+            Some(_) => {}
+        }
     }
     let mut reader = ImageReader::with_format(Cursor::new(data), format.to_image_format());
     let mut limits = Limits::default();
@@ -97,6 +115,10 @@ fn jpeg_scaled(
 ) -> Result<Option<DynamicImage>, DecodeError> {
     let fail = |e: turbojpeg::Error| DecodeError(format!("cannot decode image: {e}"));
     let mut decompressor = turbojpeg::Decompressor::new().map_err(fail)?;
+    // Checked before decoding already; libjpeg-turbo's own limit is a second guard.
+    decompressor
+        .set_scan_limit(MAX_JPEG_SCANS as u32)
+        .map_err(fail)?;
     let header = decompressor.read_header(data).map_err(fail)?;
     let colorspace_ok = matches!(
         header.colorspace,
@@ -132,15 +154,17 @@ fn jpeg_scaled(
     Ok(Some(DynamicImage::ImageRgb8(image)))
 }
 
-/// Whether the primary image runs to its end-of-image marker. Walks the marker segments from
-/// the start (skipping each by its length, so an EXIF thumbnail inside APP1 is passed over) and
+/// Whether the primary image runs to its end-of-image marker, and through how many scans.
+/// Walks the marker segments from the start (skipping each by its length, so an EXIF thumbnail inside APP1 is passed over) and
 /// through each scan's entropy-coded data (where FF 00 is a stuffed byte and FF D0–D7 are
 /// restart markers), and stops at the first EOI: data appended after it, such as the video of
 /// a "motion photo", is never looked at.
-fn jpeg_is_complete(data: &[u8]) -> bool {
+/// Returns how many scans it has when it is complete, `None` when it is not.
+fn jpeg_scans(data: &[u8]) -> Option<usize> {
     if !data.starts_with(&[0xFF, 0xD8]) {
-        return false;
+        return None;
     }
+    let mut scans = 0;
     let segment_length = |at: usize| -> Option<usize> {
         let bytes = data.get(at..at + 2)?;
         Some(usize::from(u16::from_be_bytes([bytes[0], bytes[1]])))
@@ -149,36 +173,32 @@ fn jpeg_is_complete(data: &[u8]) -> bool {
     loop {
         // Markers may be preceded by any number of FF fill bytes.
         if data.get(i) != Some(&0xFF) {
-            return false;
+            return None;
         }
         while data.get(i) == Some(&0xFF) {
             i += 1;
         }
-        let Some(&marker) = data.get(i) else {
-            return false;
-        };
+        let &marker = data.get(i)?;
         i += 1;
         match marker {
-            0xD9 => return true,
+            0xD9 => return Some(scans),
             0x01 | 0xD0..=0xD7 => {}
             0xDA => {
-                let Some(length) = segment_length(i) else {
-                    return false;
-                };
-                i += length;
+                scans += 1;
+                i += segment_length(i)?;
                 // Entropy-coded data runs to the next marker that is not a stuffed byte or RST.
                 loop {
                     match (data.get(i), data.get(i + 1)) {
                         (Some(0xFF), Some(0x00 | 0xD0..=0xD7)) => i += 2,
                         (Some(0xFF), Some(_)) => break,
                         (Some(_), _) => i += 1,
-                        (None, _) => return false,
+                        (None, _) => return None,
                     }
                 }
             }
             _ => match segment_length(i) {
                 Some(length) if length >= 2 => i += length,
-                _ => return false,
+                _ => return None,
             },
         }
     }
@@ -214,8 +234,30 @@ mod tests {
         for _ in 0..100 {
             motion.extend_from_slice(&[0xFF, 0xDA, 0x00, 0x04, 0x12, 0xFF, 0xD8, 0x42]);
         }
-        assert!(jpeg_is_complete(&motion));
+        assert_eq!(jpeg_scans(&motion), Some(1));
         assert!(decode(&motion, ImageFormat::Jpeg, 1_000_000).is_ok());
+    }
+
+    #[test]
+    fn a_jpeg_with_thousands_of_scans_is_refused_before_decoding() {
+        // The one scan (SOS to EOI) of a baseline JPEG, repeated: the structure of a
+        // progressive-JPEG decompression bomb.
+        let plain = jpeg();
+        let sos = plain
+            .windows(2)
+            .position(|w| w == [0xFF, 0xDA])
+            .expect("a scan");
+        let scan = &plain[sos..plain.len() - 2];
+        let mut bomb = plain[..sos].to_vec();
+        for _ in 0..3000 {
+            bomb.extend_from_slice(scan);
+        }
+        bomb.extend_from_slice(&[0xFF, 0xD9]);
+        assert_eq!(jpeg_scans(&bomb), Some(3000));
+        let error = decode(&bomb, ImageFormat::Jpeg, 1_000_000)
+            .err()
+            .expect("refused");
+        assert!(error.0.contains("3000 scans"), "{error}");
     }
 
     #[test]

@@ -29,9 +29,9 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
     );
     let url = ctx.config.backup_database_url.expose_secret().to_owned();
 
-    let mut child = tokio::process::Command::new("pg_dump")
-        .args(["--format=custom", "--no-password", "--dbname"])
-        .arg(&url)
+    let mut child = kiln_core::pg_tool::command("pg_dump", &url)
+        .map_err(|e| JobError::Abort(format!("KILN_BACKUP_DATABASE_URL is not a URL: {e}")))?
+        .args(["--format=custom", "--no-password"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -75,6 +75,14 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
         }
     }
     .await;
+    if let Err(error) = copied {
+        // Nobody reads pg_dump's output any more: it would block on the full pipe until the
+        // job's time limit. Stop it, and drop what was uploaded so far.
+        child.start_kill().ok();
+        child.wait().await.ok();
+        writer.abort().await.ok();
+        return Err(JobError::Retry(format!("storing the backup: {error}")));
+    }
     let status = child.wait().await.retry()?;
     let stderr = stderr_task.await.unwrap_or_default();
     if !status.success() {
@@ -83,10 +91,6 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
         return Err(JobError::Abort(format!(
             "pg_dump failed ({status}): {stderr}"
         )));
-    }
-    if let Err(error) = copied {
-        writer.abort().await.ok();
-        return Err(JobError::Retry(format!("storing the backup: {error}")));
     }
     writer.finish().await.retry()?;
 
