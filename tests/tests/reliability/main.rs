@@ -4,6 +4,7 @@
 
 mod admin;
 mod batching;
+mod concurrency;
 mod crash;
 mod cron;
 mod poison;
