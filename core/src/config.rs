@@ -224,7 +224,14 @@ impl Config {
             heartbeat_timeout: parse_duration(
                 "KILN_HEARTBEAT_TIMEOUT",
                 &env.string("KILN_HEARTBEAT_TIMEOUT", "30s"),
-            )?,
+            )
+            .and_then(|timeout| {
+                // Beats come every sixth of it, each a round trip to Postgres.
+                if timeout < Duration::from_secs(1) {
+                    return Err(env.error("KILN_HEARTBEAT_TIMEOUT", "must be at least 1s".into()));
+                }
+                Ok(timeout)
+            })?,
             retain_succeeded: parse_retention(
                 "KILN_RETAIN_SUCCEEDED",
                 &env.string("KILN_RETAIN_SUCCEEDED", "7d"),

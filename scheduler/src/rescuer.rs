@@ -58,6 +58,9 @@ impl Settings {
 pub struct Rescuer {
     /// Since when (Postgres' clock) every pass reached Postgres; `None` after a failed one.
     reachable_since: Option<DateTime<Utc>>,
+    /// When the last pass reached Postgres: a long gap since (a pass that hung, a paused
+    /// process) may hide an outage, so watching starts over.
+    last_seen: Option<DateTime<Utc>>,
 }
 
 /// Runs until `cancel` fires.
@@ -101,6 +104,13 @@ impl Rescuer {
         settings: &Settings,
     ) -> anyhow::Result<usize> {
         let now = db::rescue::database_now(db).await?;
+        let gap = self
+            .last_seen
+            .replace(now)
+            .and_then(|last| (now - last).to_std().ok());
+        if gap.is_none_or(|gap| gap > settings.heartbeat_timeout / 2) {
+            self.reachable_since = Some(now);
+        }
         let since = *self.reachable_since.get_or_insert(now);
         let mut rescued = 0;
         let watched = (now - since).to_std().unwrap_or_default();
@@ -114,10 +124,12 @@ impl Rescuer {
             .await?;
             rescued += republish(db, publisher, abandoned).await?;
         }
-        for queue in queues_missing_messages(db, publisher, settings).await? {
+        for (queue, missing) in queues_missing_messages(db, publisher, settings).await? {
             let kinds: Vec<String> = kinds_of(queue).map(|k| k.as_str().to_owned()).collect();
+            // No more than the queue is missing: the rest may have their message after all.
+            let limit = missing.min(BATCH);
             let overdue =
-                db::rescue::claim_overdue(db, &kinds, settings.rescue_after, BATCH).await?;
+                db::rescue::claim_overdue(db, &kinds, settings.rescue_after, limit).await?;
             rescued += republish(db, publisher, overdue).await?;
         }
         db::workers::prune(db, FORGET_WORKERS_AFTER).await?;
@@ -129,12 +141,13 @@ fn kinds_of(queue: QueueKind) -> impl Iterator<Item = JobKind> {
     JobKind::ALL.into_iter().filter(move |k| k.queue() == queue)
 }
 
-/// The work queues that hold fewer messages than they have jobs waiting for one.
+/// The work queues that hold fewer messages than they have jobs waiting for one, with how many
+/// they lack.
 async fn queues_missing_messages(
     db: &PgPool,
     publisher: &Publisher,
     settings: &Settings,
-) -> anyhow::Result<Vec<QueueKind>> {
+) -> anyhow::Result<Vec<(QueueKind, i64)>> {
     let expected = db::rescue::expected_in_queues(db).await?;
     if expected.is_empty() {
         return Ok(Vec::new());
@@ -164,7 +177,7 @@ async fn queues_missing_messages(
                 held,
                 "queue is missing messages"
             );
-            missing.push(queue);
+            missing.push((queue, waiting - ready - held));
         }
     }
     Ok(missing)

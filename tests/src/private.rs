@@ -113,27 +113,6 @@ impl PrivateRedis {
         wait_for_port(self.port, false, "redis").await
     }
 
-    /// Freezes it (SIGSTOP): connections stay open and commands time out, and what it holds
-    /// is still there after [`PrivateRedis::thaw`].
-    pub fn freeze(&self) -> anyhow::Result<()> {
-        self.signal("-STOP")
-    }
-
-    /// Lets a frozen server go on (SIGCONT).
-    pub fn thaw(&self) -> anyhow::Result<()> {
-        self.signal("-CONT")
-    }
-
-    fn signal(&self, signal: &str) -> anyhow::Result<()> {
-        let child = self.child.as_ref().context("redis is not running")?;
-        let status = Command::new("kill")
-            .args([signal, &child.id().to_string()])
-            .status()
-            .context("kill")?;
-        anyhow::ensure!(status.success(), "kill {signal} failed");
-        Ok(())
-    }
-
     /// Starts it again on the same port.
     pub async fn resume(&mut self) -> anyhow::Result<()> {
         let child = Command::new("redis-server")

@@ -113,6 +113,10 @@ async fn consume(
     }
     // Consuming again: the next loss starts its backoff from the shortest delay.
     *failures = 0;
+    // Deliveries still waiting for a slot when this connection is lost have been given back
+    // to the broker already: they must not start (and must not be counted as waiting).
+    let connection_gone = shutdown.child_token();
+    let _connection_gone = connection_gone.clone().drop_guard();
     let acks = Acks::spawn();
     let mut deliveries = futures::stream::select_all(
         streams
@@ -131,12 +135,14 @@ async fn consume(
                     acks.delivered(delivery.delivery_tag);
                     let ctx = ctx.clone();
                     let shutdown = shutdown.clone();
+                    let connection_gone = connection_gone.clone();
                     let acks = acks.clone();
                     tracker.spawn(async move {
                         let slot = tokio::select! {
                             slot = ctx.slots.acquire(queue) => slot,
-                            // Not started: back to the queue for another worker.
-                            _ = shutdown.cancelled() => {
+                            // Not started: back to the queue for another worker (on shutdown;
+                            // with the connection gone the broker has it back already).
+                            _ = connection_gone.cancelled() => {
                                 return settle_message(&delivery, Settle::Requeue, &acks).await;
                             }
                         };

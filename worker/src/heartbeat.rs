@@ -114,9 +114,17 @@ async fn beat(
             _ = tokio::time::sleep(every) => {}
             _ = stop.cancelled() => return,
         }
-        if let Err(error) = db::workers::heartbeat(&db, &worker, &report.beat()).await {
+        // Bounded: a beat stuck on a half-open connection must not hold up the next one.
+        let report_now = report.beat();
+        let beat = tokio::time::timeout(every, db::workers::heartbeat(&db, &worker, &report_now));
+        let failed = match beat.await {
+            Ok(Ok(())) => None,
+            Ok(Err(error)) => Some(error.to_string()),
+            Err(_) => Some("timed out".to_owned()),
+        };
+        if let Some(error) = failed {
             metrics::counter!("kiln_worker_heartbeat_failures_total").increment(1);
-            tracing::warn!(%error, "heartbeat failed");
+            tracing::warn!(error, "heartbeat failed");
         }
     }
 }

@@ -179,8 +179,11 @@ async fn retry_later(
 ) -> Settle {
     metrics::counter!("kiln_jobs_retried_total", "kind" => job.kind.clone()).increment(1);
     let delay = ctx.publisher.retry_delay(job.attempts);
+    // Due when the step is over, not the jittered delay: a message can wait behind the head
+    // of its delay queue for the whole step.
+    let (_, step) = ctx.publisher.topology().delay_for_attempt(job.attempts);
     let recorded = until_recorded(shutdown, || {
-        db::jobs::mark_failed(&ctx.db, job.id, job.attempts, error, delay)
+        db::jobs::mark_failed(&ctx.db, job.id, job.attempts, error, step)
     })
     .await;
     match recorded {
@@ -288,7 +291,8 @@ async fn bury(
 /// Writes an attempt's outcome, retrying with backoff (1 s doubling to 30 s) while Postgres
 /// cannot take it, and keeping the delivery meanwhile. Requeueing instead would spend the
 /// message's delivery count on an outage, and hand the job to a worker that must leave it
-/// alone while this one still lists it. `None` means shutdown came first.
+/// alone while this one still lists it. `None` means shutdown came first, or the write can
+/// never succeed.
 async fn until_recorded<T, F, Fut>(shutdown: &CancellationToken, mut write: F) -> Option<T>
 where
     F: FnMut() -> Fut,
@@ -298,6 +302,12 @@ where
     loop {
         match write().await {
             Ok(recorded) => return Some(recorded),
+            // Postgres refused the write itself: waiting will not change its mind. The job
+            // stops being listed as this worker's, so it is taken over (and likely buried).
+            Err(error) if !db::is_unavailable(&error) => {
+                tracing::error!(%error, "the outcome cannot be recorded; leaving the job");
+                return None;
+            }
             Err(error) => {
                 tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot record the outcome yet");
                 if shutdown.is_cancelled() {

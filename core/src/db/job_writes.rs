@@ -358,7 +358,13 @@ async fn succeed_round(db: &PgPool, requests: Vec<(Uuid, i32, Reply<bool>)>) {
 /// opposed to being unreachable: only then can retrying the rows alone help, and only then
 /// is it cheap (an outage would make every row wait for its own time-out).
 fn is_rejected(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::Database(_))
+    // 22 data exception (a NUL in text, a bad value), 23 integrity constraint violation.
+    match error {
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("22") || code.starts_with("23")),
+        _ => false,
+    }
 }
 
 /// Gives every request of a failed statement the same error.

@@ -293,7 +293,8 @@ pub async fn revive(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Job>, sq
         Job,
         "UPDATE jobs
          SET status = 'queued', attempts = 0, last_error = NULL, published_at = NULL,
-             started_at = NULL, finished_at = NULL, run_after = now()
+             started_at = NULL, finished_at = NULL, run_after = now(),
+             rescued_at = NULL
          WHERE id = $1 AND is_dead
          RETURNING id, tenant, kind, payload, status, attempts, max_attempts, last_error,
                    created_at, published_at, started_at, finished_at, traceparent",
@@ -313,7 +314,8 @@ pub async fn revive_dead(
         Job,
         "UPDATE jobs
          SET status = 'queued', attempts = 0, last_error = NULL, published_at = NULL,
-             started_at = NULL, finished_at = NULL, run_after = now()
+             started_at = NULL, finished_at = NULL, run_after = now(),
+             rescued_at = NULL
          WHERE id IN (SELECT id FROM jobs
                       WHERE is_dead AND ($1::text IS NULL OR kind = $1)
                       ORDER BY created_at

@@ -32,6 +32,30 @@ pub fn connect_lazy(url: &SecretString, max_connections: u32) -> Result<PgPool, 
         .connect_lazy(url.expose_secret())
 }
 
+/// Whether `error` means Postgres could not be reached or could not serve the statement right
+/// now (connection lost, pool exhausted, server shutting down or overloaded, a serialization
+/// conflict), so the same statement may succeed later; anything else is the statement's fault.
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // 08 connection exception, 57P0x admin or crash shutdown, 53 insufficient
+            // resources (too many connections), 40001/40P01 serialization failure or deadlock.
+            code.starts_with("08")
+                || code.starts_with("57P")
+                || code.starts_with("53")
+                || code == "40001"
+                || code == "40P01"
+        }),
+        _ => false,
+    }
+}
+
 /// Creates the database named in `url` unless it exists (for first runs and `kiln-api migrate`).
 pub async fn create_database_if_missing(url: &SecretString) -> Result<(), sqlx::Error> {
     use sqlx::migrate::MigrateDatabase;
