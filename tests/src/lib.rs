@@ -390,6 +390,25 @@ impl TestApp {
         (connection, channel)
     }
 
+    /// The ready messages of one of this test's queues (`media`, `maintenance`...).
+    pub async fn queue_depth(&self, queue: &str) -> u32 {
+        let (connection, channel) = self.amqp_channel().await;
+        let name = format!("{}.{queue}", self.services.name);
+        let declared = channel
+            .queue_declare(
+                name.as_str().into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+            .await
+            .expect("passive declare");
+        connection.close(200, "done".into()).await.ok();
+        declared.message_count()
+    }
+
     /// Publishes raw bytes straight into one of this test's queues (`media`, `email`...).
     pub async fn publish_raw(&self, queue: &str, body: &[u8]) {
         let (connection, channel) = self.amqp_channel().await;

@@ -5,7 +5,15 @@ use kiln_tests::{Options, Services, images, run, spawn_app, spawn_app_with};
 use reqwest::{Method, StatusCode};
 
 async fn back_up(app: &kiln_tests::TestApp) -> serde_json::Value {
-    let output = run("kiln-scheduler", &["enqueue", "nightly-backup"], app.env()).expect("runs");
+    back_up_with(app, app.env()).await
+}
+
+/// Enqueues a backup with `env` and waits for its job to finish.
+async fn back_up_with(
+    app: &kiln_tests::TestApp,
+    env: &std::collections::HashMap<String, String>,
+) -> serde_json::Value {
+    let output = run("kiln-scheduler", &["enqueue", "nightly-backup"], env).expect("runs");
     assert!(
         output.status.success(),
         "{}",
@@ -256,14 +264,7 @@ async fn a_storage_failure_mid_dump_fails_the_attempt_at_once_and_no_password_is
     let job = {
         let worker = kiln_tests::Process::spawn("kiln-worker", &[], &env).expect("worker");
         worker.wait_for_log("consuming").await.expect("consuming");
-        let output = run("kiln-scheduler", &["enqueue", "nightly-backup"], &env).expect("runs");
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let job_id = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-        app.wait_for_job(&job_id).await
+        back_up_with(&app, &env).await
     };
 
     // The first attempt's upload failed mid-dump: killed and retried, not left to its time limit.

@@ -5,33 +5,14 @@
 use std::time::Duration;
 
 use kiln_tests::{Options, Process, TestApp, images, metric_value, spawn_app_with};
-use lapin::options::{QueueDeclareOptions, QueuePurgeOptions};
+use lapin::options::QueuePurgeOptions;
 use uuid::Uuid;
-
-/// The test's media queue's ready messages.
-async fn media_queue_depth(app: &TestApp) -> u32 {
-    let (connection, channel) = app.amqp_channel().await;
-    let name = format!("{}.media", app.services.name);
-    let declared = channel
-        .queue_declare(
-            name.as_str().into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            Default::default(),
-        )
-        .await
-        .expect("passive declare");
-    connection.close(200, "done".into()).await.ok();
-    declared.message_count()
-}
 
 /// Waits (a minute at most) until the media queue holds `count` ready messages, then purges it:
 /// those messages are lost, as when a queue is purged or a node is lost.
 async fn lose_media_messages(app: &TestApp, count: u32) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while media_queue_depth(app).await < count {
+    while app.queue_depth("media").await < count {
         assert!(
             tokio::time::Instant::now() < deadline,
             "messages never queued"
