@@ -355,6 +355,20 @@ pub fn metric_value(text: &str, name: &str, labels: &[&str]) -> f64 {
         .sum()
 }
 
+/// A job message as Kiln's publisher writes it, for tests that put one in a queue by hand (a
+/// duplicate, a poison message): `{id, kind, attempt: 1, enqueued_at, payload}`.
+pub fn envelope(id: impl std::fmt::Display, kind: &str, payload: Value) -> Vec<u8> {
+    serde_json::json!({
+        "id": id.to_string(),
+        "kind": kind,
+        "attempt": 1,
+        "enqueued_at": "2026-01-01T00:00:00Z",
+        "payload": payload
+    })
+    .to_string()
+    .into_bytes()
+}
+
 /// A unique, valid namespace for one test: letters, digits and `_`.
 pub fn unique_name() -> String {
     format!("kt_{}", &Uuid::new_v4().simple().to_string()[..12])

@@ -8,24 +8,14 @@ async fn garbage_and_unknown_kinds_are_dead_lettered_with_a_reason_and_the_worke
     let app = spawn_app().await;
 
     app.publish_raw("media", b"this is not json").await;
-    let unknown = serde_json::json!({
-        "id": uuid::Uuid::new_v4(),
-        "kind": "teleport",
-        "attempt": 1,
-        "enqueued_at": "2026-01-01T00:00:00Z",
-        "payload": {}
-    });
-    app.publish_raw("media", unknown.to_string().as_bytes())
-        .await;
-    let orphan = serde_json::json!({
-        "id": uuid::Uuid::new_v4(),
-        "kind": "media",
-        "attempt": 1,
-        "enqueued_at": "2026-01-01T00:00:00Z",
-        "payload": {"media_id": uuid::Uuid::new_v4()}
-    });
-    app.publish_raw("media", orphan.to_string().as_bytes())
-        .await;
+    let unknown = kiln_tests::envelope(uuid::Uuid::new_v4(), "teleport", serde_json::json!({}));
+    app.publish_raw("media", &unknown).await;
+    let orphan = kiln_tests::envelope(
+        uuid::Uuid::new_v4(),
+        "media",
+        serde_json::json!({"media_id": uuid::Uuid::new_v4()}),
+    );
+    app.publish_raw("media", &orphan).await;
 
     let dead = app.dead_messages(3).await;
     println!("published 3 poison messages; dead-lettered {}", dead.len());
@@ -69,15 +59,12 @@ async fn a_duplicate_message_of_a_finished_job_is_acked_without_running_again() 
     assert_eq!(media["status"], "ready");
     let updated_at = media["updated_at"].clone();
 
-    let duplicate = serde_json::json!({
-        "id": job_id,
-        "kind": "media",
-        "attempt": 1,
-        "enqueued_at": "2026-01-01T00:00:00Z",
-        "payload": {"media_id": answer.body["id"]}
-    });
-    app.publish_raw("media", duplicate.to_string().as_bytes())
-        .await;
+    let duplicate = kiln_tests::envelope(
+        &job_id,
+        "media",
+        serde_json::json!({"media_id": answer.body["id"]}),
+    );
+    app.publish_raw("media", &duplicate).await;
     let worker = app.worker.as_ref().expect("worker");
     worker
         .wait_for_log("job finished or held by a live worker; duplicate message acked")

@@ -150,15 +150,8 @@ async fn a_long_job_on_a_live_worker_is_never_rescued_and_its_duplicate_is_dropp
     let (media, job) = upload(&app, 1).await.remove(0);
     app.wait_for_job_row(&job, "running").await;
     // A second message for the running job, as a rescue racing a long backlog would send.
-    let duplicate = serde_json::json!({
-        "id": job,
-        "kind": "media",
-        "attempt": 1,
-        "enqueued_at": "2026-01-01T00:00:00Z",
-        "payload": {}
-    });
-    app.publish_raw("media", duplicate.to_string().as_bytes())
-        .await;
+    let duplicate = kiln_tests::envelope(&job, "media", serde_json::json!({}));
+    app.publish_raw("media", &duplicate).await;
     let worker = app.worker.as_ref().expect("worker");
     worker
         .wait_for_log("job finished or held by a live worker; duplicate message acked")
