@@ -93,6 +93,10 @@ pub struct Config {
     pub max_attempts_by_kind: Vec<(crate::jobs::JobKind, i32)>,
     /// The retry ladder: attempt n waits `retry_delays[n-1]` (the last repeats) in a delay queue.
     pub retry_delays: Vec<Duration>,
+    /// How often the broker may hand out one message before it gives up on it and dead-letters
+    /// it (`KILN_DELIVERY_LIMIT`, the work queues' `x-delivery-limit`). Every return counts on
+    /// RabbitMQ 3.x: a worker that crashed or lost its connection while holding it.
+    pub delivery_limit: u32,
     /// How long a live job may go without moving before the rescuer republishes it
     /// (`KILN_RESCUE_AFTER`): a queued job published this long ago and not started, a failed
     /// job whose retry is this overdue. Also the least time between two rescues of one job.
@@ -217,6 +221,7 @@ impl Config {
             max_attempts,
             max_attempts_by_kind,
             retry_delays: parse_delays(&env.string("KILN_RETRY_DELAYS", "1s,5s,30s,2m,10m,1h"))?,
+            delivery_limit: env.bounded("KILN_DELIVERY_LIMIT", 20, 1, 1_000_000)?,
             rescue_after: parse_duration(
                 "KILN_RESCUE_AFTER",
                 &env.string("KILN_RESCUE_AFTER", "5m"),
@@ -294,7 +299,7 @@ impl Config {
 
     /// The RabbitMQ names for this namespace and retry ladder.
     pub fn topology(&self) -> crate::queue::Topology {
-        crate::queue::Topology::new(&self.namespace, &self.retry_delays)
+        crate::queue::Topology::new(&self.namespace, &self.retry_delays, self.delivery_limit)
     }
 
     /// The local directory behind `storage_url`, when storage is local.

@@ -9,10 +9,13 @@
 //! - [`relay`]: republishes job rows that were committed but never confirmed by the broker
 //!   (the API crashed, or RabbitMQ was down, between commit and publish).
 //! - [`rescuer`]: republishes live jobs whose confirmed message is gone, or whose worker died.
+//! - [`retire`]: drains and deletes the queues of an earlier topology (another delivery limit
+//!   or retry ladder, or the first topology's names).
 
 pub mod catch_up;
 pub mod relay;
 pub mod rescuer;
+pub mod retire;
 pub mod sampler;
 pub mod schedule;
 pub mod tick;

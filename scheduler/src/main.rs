@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use kiln_core::{Config, db, queue::Publisher, shutdown, telemetry};
-use kiln_scheduler::{catch_up, relay, rescuer, sampler, schedule, tick};
+use kiln_scheduler::{catch_up, relay, rescuer, retire, sampler, schedule, tick};
 use tokio_cron_scheduler::{Job, JobScheduler};
 
 #[derive(Parser)]
@@ -125,9 +125,11 @@ async fn run(
         rescue,
         cancel.clone(),
     ));
+    let retiring = tokio::spawn(retire::run(pool.clone(), publisher.clone(), cancel.clone()));
     relay::run(pool, publisher, cancel.clone()).await;
     sampling.await.ok();
     rescuing.await.ok();
+    retiring.await.ok();
 
     cron.shutdown().await.ok();
     metrics_task.await.ok();

@@ -70,7 +70,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
 }
 
 async fn try_spawn(options: Options) -> anyhow::Result<TestApp> {
-    let services = Services::create(options.postgres_server.as_deref()).await?;
+    let mut services = Services::create(options.postgres_server.as_deref()).await?;
     let mut env = services.env();
     env.insert("KILN_API_ADDR".into(), "127.0.0.1:0".into());
     env.insert("KILN_METRICS_ADDR".into(), "127.0.0.1:0".into());
@@ -78,6 +78,9 @@ async fn try_spawn(options: Options) -> anyhow::Result<TestApp> {
     env.insert("RUST_LOG".into(), "info".into());
     env.insert("KILN_SHUTDOWN_GRACE".into(), "60".into());
     env.extend(options.env);
+    if let Some(limit) = env.get("KILN_DELIVERY_LIMIT") {
+        services.delivery_limit = limit.parse()?;
+    }
 
     let migrate = process::run("kiln-api", &["migrate"], &env)?;
     if !migrate.status.success() {
@@ -404,10 +407,27 @@ impl TestApp {
         (connection, channel)
     }
 
-    /// The ready messages of one of this test's queues (`media`, `maintenance`...).
+    /// The broker's name of one of this test's queues: a work queue by its short name
+    /// (`media`, `maintenance`...), or `dead` or `reconcile`.
+    pub fn queue_name(&self, queue: &str) -> String {
+        let topology = self.services.topology();
+        match queue {
+            "dead" => topology.dead(),
+            "reconcile" => topology.reconcile(),
+            _ => {
+                let kind = kiln_core::jobs::QueueKind::ALL
+                    .into_iter()
+                    .find(|q| q.as_str() == queue)
+                    .unwrap_or_else(|| panic!("no queue {queue:?}"));
+                topology.queue(kind)
+            }
+        }
+    }
+
+    /// The ready messages of one of this test's queues (see [`Self::queue_name`]).
     pub async fn queue_depth(&self, queue: &str) -> u32 {
         let (connection, channel) = self.amqp_channel().await;
-        let name = format!("{}.{queue}", self.services.name);
+        let name = self.queue_name(queue);
         let declared = channel
             .queue_declare(
                 name.as_str().into(),
@@ -423,14 +443,14 @@ impl TestApp {
         declared.message_count()
     }
 
-    /// Publishes raw bytes straight into one of this test's queues (`media`, `email`...).
+    /// Publishes raw bytes straight into one of this test's queues (see [`Self::queue_name`]).
     pub async fn publish_raw(&self, queue: &str, body: &[u8]) {
         let (connection, channel) = self.amqp_channel().await;
         channel
             .confirm_select(Default::default())
             .await
             .expect("confirms");
-        let name = format!("{}.{queue}", self.services.name);
+        let name = self.queue_name(queue);
         channel
             .basic_publish(
                 "".into(),
@@ -450,7 +470,7 @@ impl TestApp {
     /// them all out.
     pub async fn dead_messages(&self, count: usize) -> Vec<DeadMessage> {
         let (connection, channel) = self.amqp_channel().await;
-        let queue = format!("{}.dead", self.services.name);
+        let queue = self.queue_name("dead");
         let mut messages = Vec::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         while messages.len() < count {

@@ -27,6 +27,9 @@ pub fn amqp_url() -> String {
 /// The retry ladder every test app uses: short, so retries happen within a test.
 pub const TEST_RETRY_DELAYS: &str = "300ms,1s";
 
+/// `KILN_DELIVERY_LIMIT`'s default.
+const DEFAULT_DELIVERY_LIMIT: u32 = 20;
+
 fn test_retry_delays() -> Vec<std::time::Duration> {
     kiln_core::config::parse_delays(TEST_RETRY_DELAYS).expect("valid test ladder")
 }
@@ -39,6 +42,8 @@ pub struct Services {
     postgres_server: String,
     pub database_url: String,
     pub storage: tempfile::TempDir,
+    /// `KILN_DELIVERY_LIMIT` of the processes started on these services: it names the queues.
+    pub delivery_limit: u32,
 }
 
 impl Services {
@@ -58,6 +63,7 @@ impl Services {
             postgres_server,
             storage: tempfile::Builder::new().prefix("kiln-test-").tempdir()?,
             name,
+            delivery_limit: DEFAULT_DELIVERY_LIMIT,
         })
     }
 
@@ -74,6 +80,11 @@ impl Services {
                 self.storage.path().display().to_string(),
             ),
         ])
+    }
+
+    /// The broker names of these services' processes.
+    pub fn topology(&self) -> kiln_core::queue::Topology {
+        kiln_core::queue::Topology::new(&self.name, &test_retry_delays(), self.delivery_limit)
     }
 
     /// A pool on this test's database.
@@ -113,7 +124,11 @@ impl Services {
         out
     }
 
-    async fn cleanup(name: String, postgres_server: String) -> anyhow::Result<()> {
+    async fn cleanup(
+        name: String,
+        postgres_server: String,
+        delivery_limit: u32,
+    ) -> anyhow::Result<()> {
         let mut admin = PgConnection::connect(&format!("{postgres_server}/postgres")).await?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
@@ -121,7 +136,7 @@ impl Services {
         .execute(&mut admin)
         .await?;
 
-        let topology = kiln_core::queue::Topology::new(&name, &test_retry_delays());
+        let topology = kiln_core::queue::Topology::new(&name, &test_retry_delays(), delivery_limit);
         let connection = lapin::Connection::connect(&amqp_url(), Default::default()).await?;
         let channel = connection.create_channel().await?;
         for queue in topology.all_queues() {
@@ -157,6 +172,7 @@ impl Drop for Services {
     fn drop(&mut self) {
         let name = self.name.clone();
         let postgres_server = self.postgres_server.clone();
+        let delivery_limit = self.delivery_limit;
         // Drop runs inside the test's runtime, which cannot block on async work: clean up on a
         // thread with its own small runtime.
         let cleaned = std::thread::spawn(move || {
@@ -164,7 +180,7 @@ impl Drop for Services {
                 .enable_all()
                 .build()
                 .expect("cleanup runtime")
-                .block_on(Self::cleanup(name, postgres_server))
+                .block_on(Self::cleanup(name, postgres_server, delivery_limit))
         })
         .join();
         match cleaned {

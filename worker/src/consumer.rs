@@ -25,6 +25,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::{
     Context,
     acks::Acks,
+    reconcile,
     runner::{self, Settle},
 };
 
@@ -109,8 +110,22 @@ async fn consume(
             )
             .await?;
         tracing::info!(queue = name, prefetch, "consuming");
-        streams.push((*queue, consumer));
+        streams.push((Some(*queue), consumer));
     }
+    // Every worker also reconciles what the broker dead-letters, whatever queues it serves.
+    let reconcile_queue = topology.reconcile();
+    channel
+        .basic_qos(reconcile::PREFETCH, BasicQosOptions::default())
+        .await?;
+    let reconciling = channel
+        .basic_consume(
+            reconcile_queue.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    streams.push((None, reconciling));
     // Consuming again: the next loss starts its backoff from the shortest delay.
     *failures = 0;
     // Deliveries still waiting for a slot when this connection is lost have been given back
@@ -131,7 +146,15 @@ async fn consume(
                 return Ok(connection);
             }
             next = deliveries.next() => match next {
-                Some((queue, Ok(delivery))) => {
+                Some((None, Ok(delivery))) => {
+                    acks.delivered(delivery.delivery_tag);
+                    let (ctx, shutdown, acks) = (ctx.clone(), shutdown.clone(), acks.clone());
+                    tracker.spawn(async move {
+                        let settle = reconcile::handle(&ctx, &delivery, &shutdown).await;
+                        settle_message(&delivery, settle, &acks).await;
+                    });
+                }
+                Some((Some(queue), Ok(delivery))) => {
                     acks.delivered(delivery.delivery_tag);
                     let ctx = ctx.clone();
                     let shutdown = shutdown.clone();

@@ -9,6 +9,8 @@
 //!   boundary and a timeout, record the outcome, then ack, retry or dead-letter.
 //! - [`jobs`]: one module per job kind, and the `Retry`/`Abort` classification of failures.
 //! - [`notify`]: the built-in "media ready/failed" emails.
+//! - [`reconcile`]: messages the broker dead-lettered by itself (delivery limit), settled
+//!   against their rows before they go on to the dead queue.
 //! - [`imaging`]: decode, resize and encode, pure CPU work.
 //! - [`slots`]: the configured bound on jobs running at once, per queue or shared.
 //! - [`cpu`]: the bounded pool that CPU work runs on, off the async runtime.
@@ -21,6 +23,7 @@ pub mod held;
 pub mod imaging;
 pub mod jobs;
 pub mod notify;
+pub mod reconcile;
 pub mod runner;
 pub mod slots;
 

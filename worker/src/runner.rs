@@ -76,11 +76,16 @@ async fn run(ctx: &Context, envelope: &Envelope, shutdown: &CancellationToken) -
     let kind = envelope.kind;
     // Listed in this worker's heartbeats from before the start until the outcome is recorded.
     let _holding = ctx.held.hold(envelope.id);
-    let job = match ctx.writes.start_attempt(envelope.id, &ctx.starter).await {
-        Ok(Some(job)) => job,
-        Ok(None) => return settle_unstartable(ctx, envelope).await,
-        Err(error) => {
-            tracing::warn!(%error, "cannot record the attempt; requeueing");
+    // While Postgres is unreachable the delivery is held, not requeued: on RabbitMQ 3.x every
+    // return spends one of the message's deliveries, and an outage must not bury jobs.
+    let started = until_recorded(shutdown, || {
+        ctx.writes.start_attempt(envelope.id, &ctx.starter)
+    });
+    let job = match started.await {
+        Some(Some(job)) => job,
+        Some(None) => return settle_unstartable(ctx, envelope, shutdown).await,
+        None => {
+            tracing::warn!("the attempt was not recorded; requeueing");
             pause(Duration::from_secs(1), shutdown).await;
             return Settle::Requeue;
         }
@@ -209,17 +214,40 @@ async fn retry_later(
             Settle::Ack
         }
         Err(publish_error) => {
-            // The broker is struggling: back off here, then let it redeliver this message.
-            tracing::warn!(%error, %publish_error, "attempt failed and the retry could not be scheduled; requeueing");
-            pause(fallback_backoff(job.attempts), shutdown).await;
-            Settle::Requeue
+            // The broker is struggling: keep this delivery and try again with backoff (a
+            // requeue would spend one of its deliveries); the row already says when the retry
+            // is due, so the rescuer sends it if this worker stops first.
+            tracing::warn!(%error, %publish_error, "attempt failed and the retry could not be scheduled yet");
+            let mut tries = 1;
+            loop {
+                pause(fallback_backoff(tries), shutdown).await;
+                if shutdown.is_cancelled() {
+                    return Settle::Requeue;
+                }
+                match ctx
+                    .publisher
+                    .publish_retry(&next, job.attempts, delay)
+                    .await
+                {
+                    Ok(()) => return Settle::Ack,
+                    Err(publish_error) => {
+                        tracing::warn!(%publish_error, "the retry still cannot be scheduled");
+                        tries += 1;
+                    }
+                }
+            }
         }
     }
 }
 
 /// Puts a message in the dead queue with its reason, then acks the original. If the broker will
 /// not take it, the original is rejected instead (the queue dead-letters it without a reason).
-async fn to_dead_queue(ctx: &Context, body: &[u8], routing_key: &str, reason: &str) -> Settle {
+pub(crate) async fn to_dead_queue(
+    ctx: &Context,
+    body: &[u8],
+    routing_key: &str,
+    reason: &str,
+) -> Settle {
     match ctx.publisher.publish_dead(body, routing_key, reason).await {
         Ok(()) => Settle::Ack,
         Err(error) => {
@@ -241,6 +269,16 @@ async fn dispatch(ctx: &Context, kind: JobKind, job: &Job) -> Result<(), JobErro
     }
 }
 
+/// Who buries a job, which says what the row must still be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Burial {
+    /// The worker running the attempt: the row says `running` with this attempt.
+    Attempt,
+    /// The reconciler, for a message the broker dead-lettered: the row is live with this
+    /// attempt and no live worker holds it.
+    DeadLettered,
+}
+
 /// Marks the job dead (and its subject failed) in one transaction, then dead-letters the message.
 async fn bury(
     ctx: &Context,
@@ -249,10 +287,35 @@ async fn bury(
     error: &str,
     shutdown: &CancellationToken,
 ) -> Settle {
+    bury_as(ctx, kind, job, error, shutdown, Burial::Attempt).await
+}
+
+/// [`bury`], for either burier.
+pub(crate) async fn bury_as(
+    ctx: &Context,
+    kind: JobKind,
+    job: &Job,
+    error: &str,
+    shutdown: &CancellationToken,
+    burial: Burial,
+) -> Settle {
     tracing::warn!(error, "job is dead");
     let recorded = until_recorded(shutdown, || async {
         let mut tx = ctx.db.begin().await?;
-        if !db::jobs::mark_dead(&mut *tx, job.id, job.attempts, error).await? {
+        let buried = match burial {
+            Burial::Attempt => db::jobs::mark_dead(&mut *tx, job.id, job.attempts, error).await?,
+            Burial::DeadLettered => {
+                db::jobs::bury_dead_lettered(
+                    &mut *tx,
+                    job.id,
+                    job.attempts,
+                    error,
+                    ctx.config.heartbeat_timeout,
+                )
+                .await?
+            }
+        };
+        if !buried {
             return Ok(None);
         }
         let after = match kind {
@@ -293,10 +356,14 @@ async fn bury(
 /// message's delivery count on an outage, and hand the job to a worker that must leave it
 /// alone while this one still lists it. `None` means shutdown came first, or the write can
 /// never succeed.
-async fn until_recorded<T, F, Fut>(shutdown: &CancellationToken, mut write: F) -> Option<T>
+pub(crate) async fn until_recorded<T, E, F, Fut>(
+    shutdown: &CancellationToken,
+    mut write: F,
+) -> Option<T>
 where
+    E: Unavailable + std::fmt::Display,
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+    Fut: std::future::Future<Output = Result<T, E>>,
 {
     let mut delay = Duration::from_secs(1);
     loop {
@@ -304,12 +371,12 @@ where
             Ok(recorded) => return Some(recorded),
             // Postgres refused the write itself: waiting will not change its mind. The job
             // stops being listed as this worker's, so it is taken over (and likely buried).
-            Err(error) if !db::is_unavailable(&error) => {
+            Err(error) if !error.unavailable() => {
                 tracing::error!(%error, "the outcome cannot be recorded; leaving the job");
                 return None;
             }
             Err(error) => {
-                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot record the outcome yet");
+                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "postgres unavailable; holding the delivery");
                 if shutdown.is_cancelled() {
                     return None;
                 }
@@ -320,11 +387,32 @@ where
     }
 }
 
+/// A database error that waiting may cure (see [`db::is_unavailable`]).
+pub(crate) trait Unavailable {
+    fn unavailable(&self) -> bool;
+}
+
+impl Unavailable for sqlx::Error {
+    fn unavailable(&self) -> bool {
+        db::is_unavailable(self)
+    }
+}
+
+impl Unavailable for db::job_writes::WriteError {
+    fn unavailable(&self) -> bool {
+        db::is_unavailable(self.database_error())
+    }
+}
+
 /// The job could not start: finished already or running on a live worker (a duplicate
 /// message), or unknown.
-async fn settle_unstartable(ctx: &Context, envelope: &Envelope) -> Settle {
-    match db::jobs::find(&ctx.db, envelope.id).await {
-        Ok(Some(job)) => {
+async fn settle_unstartable(
+    ctx: &Context,
+    envelope: &Envelope,
+    shutdown: &CancellationToken,
+) -> Settle {
+    match until_recorded(shutdown, || db::jobs::find(&ctx.db, envelope.id)).await {
+        Some(Some(job)) => {
             tracing::info!(
                 status = job.status,
                 "job finished or held by a live worker; duplicate message acked"
@@ -332,13 +420,13 @@ async fn settle_unstartable(ctx: &Context, envelope: &Envelope) -> Settle {
             metrics::counter!("kiln_duplicate_messages_total", "kind" => job.kind).increment(1);
             Settle::Ack
         }
-        Ok(None) => {
+        Some(None) => {
             tracing::warn!("message for an unknown job dead-lettered");
             let body = serde_json::to_vec(envelope).unwrap_or_default();
             to_dead_queue(ctx, &body, envelope.kind.as_str(), "no such job").await
         }
-        Err(error) => {
-            tracing::warn!(%error, "cannot read the job; requeueing");
+        None => {
+            tracing::warn!("cannot read the job; requeueing");
             Settle::Requeue
         }
     }

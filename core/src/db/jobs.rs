@@ -225,6 +225,39 @@ pub async fn mark_dead(
     Ok(done.rows_affected() == 1)
 }
 
+/// Buries a live job whose message the broker dead-lettered by itself (delivery limit), unless
+/// it moved on meanwhile: another attempt started (`attempt` no longer matches), or it runs on a
+/// worker that holds it (see [`super::workers`], "held"), whose outcome must not be overwritten.
+pub async fn bury_dead_lettered(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    attempt: i32,
+    error: &str,
+    heartbeat_timeout: std::time::Duration,
+) -> Result<bool, sqlx::Error> {
+    let error = storable(error);
+    let done = sqlx::query!(
+        "UPDATE jobs SET status = 'dead', last_error = $3, finished_at = now(),
+                         published_at = coalesce(published_at, started_at, now())
+         WHERE id = $1 AND attempts = $2 AND is_live
+           AND (status <> 'running' OR NOT coalesce(
+                 (SELECT w.stopped_at IS NULL
+                         AND w.heartbeat_at > now() - make_interval(secs => $4)
+                         AND (jobs.id = ANY (w.running)
+                              OR w.heartbeat_at
+                                 < jobs.started_at + make_interval(secs => $4 / 2))
+                  FROM workers w WHERE w.id = jobs.worker_id),
+                 jobs.started_at > now() - make_interval(secs => $4)))",
+        id,
+        attempt,
+        &*error,
+        heartbeat_timeout.as_secs_f64(),
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// An error message as Postgres can store it: a NUL (which an SMTP reply or a file name may
 /// carry) would make the write of the outcome fail, and retrying it would never succeed.
 pub fn storable(error: &str) -> std::borrow::Cow<'_, str> {

@@ -6,6 +6,7 @@
 
 pub mod api_keys;
 pub mod backups;
+pub mod broker_queues;
 pub mod job_writes;
 pub mod jobs;
 pub mod media;

@@ -8,7 +8,7 @@
 //! after its start. A held job is never taken over: a second message for it is dropped. One that
 //! is not held is abandoned: the next message for it starts a new attempt, and the rescuer sends
 //! one. The same condition is written out in `jobs::start_attempt`, the batched start of
-//! `job_writes` and `rescue::claim_abandoned`.
+//! `job_writes`, `rescue::claim_abandoned` and `jobs::bury_dead_lettered`.
 
 use std::time::Duration;
 

@@ -32,3 +32,16 @@ pub async fn connect(url: &SecretString, name: &str) -> Result<Connection, AmqpE
     .map_err(|_| AmqpError::Timeout("connect"))?
     .map_err(AmqpError::from)
 }
+
+/// Whether the broker answered that the queue or exchange does not exist (404 NOT_FOUND).
+pub fn is_not_found(error: &lapin::Error) -> bool {
+    use lapin::{
+        ErrorKind,
+        protocol::{AMQPErrorKind, AMQPSoftError},
+    };
+    matches!(
+        error.kind(),
+        ErrorKind::ProtocolError(amqp)
+            if matches!(amqp.kind(), AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND))
+    )
+}

@@ -146,6 +146,39 @@ impl Publisher {
         result
     }
 
+    /// Republishes a message taken from a retired queue to the jobs exchange, unchanged (its
+    /// routing key is its job kind), and waits for the confirm.
+    pub async fn forward(
+        &self,
+        routing_key: &str,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), AmqpError> {
+        let result = self
+            .confirmed(
+                &self.topology.jobs_exchange(),
+                routing_key,
+                body,
+                properties,
+            )
+            .await;
+        if result.is_err() {
+            self.forget().await;
+        }
+        result
+    }
+
+    /// A channel of its own on this publisher's connection, for passive declares and other
+    /// operations whose failure closes the channel: the publishing channel stays open.
+    pub async fn side_channel(&self) -> Result<Channel, AmqpError> {
+        self.channel().await?;
+        let link = self.link.lock().await;
+        let link = link
+            .as_ref()
+            .ok_or(AmqpError::Closed("no connection to the broker"))?;
+        Ok(link.connection.create_channel().await?)
+    }
+
     async fn send(
         &self,
         exchange: &str,
@@ -219,14 +252,7 @@ impl Publisher {
     /// passive declares on a short-lived channel so that a failure cannot close the publishing
     /// channel.
     pub async fn queue_stats(&self) -> Result<Vec<QueueStats>, AmqpError> {
-        self.channel().await?;
-        let probe = {
-            let link = self.link.lock().await;
-            let link = link
-                .as_ref()
-                .ok_or(AmqpError::Closed("no connection to the broker"))?;
-            link.connection.create_channel().await?
-        };
+        let probe = self.side_channel().await?;
         let mut names: Vec<(String, String)> = crate::jobs::QueueKind::ALL
             .iter()
             .map(|q| (q.as_str().to_owned(), self.topology.queue(*q)))

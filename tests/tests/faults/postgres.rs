@@ -1,5 +1,5 @@
 //! Postgres restarted mid-run: clients get 503 with Retry-After (never a 500), nothing accepted
-//! is lost, and the worker recovers by itself.
+//! is lost, and the worker recovers by itself without spending its messages' deliveries.
 
 use std::{sync::Arc, time::Duration};
 
@@ -17,10 +17,12 @@ struct Tally {
 #[tokio::test]
 async fn restarting_postgres_mid_run_gives_503s_not_500s_and_loses_nothing() {
     let postgres = PrivatePostgres::start().await.expect("private postgres");
+    // A delivery limit of 1: the worker must hold its deliveries through the outage, not
+    // requeue them (each return counts), or the broker dead-letters and the jobs are buried.
     let app = Arc::new(
         spawn_app_with(Options {
             postgres_server: Some(postgres.server_url()),
-            ..Options::default()
+            ..Options::default().env("KILN_DELIVERY_LIMIT", "1")
         })
         .await,
     );
@@ -82,6 +84,52 @@ async fn restarting_postgres_mid_run_gives_503s_not_500s_and_loses_nothing() {
         tally.other.len(),
         tally.accepted.len()
     );
+}
+
+#[tokio::test]
+async fn a_worker_holds_its_deliveries_while_postgres_is_down() {
+    // With a delivery limit of 1, a second return of any message makes the broker dead-letter
+    // it: requeueing while Postgres is down would bury these jobs.
+    let postgres = PrivatePostgres::start().await.expect("private postgres");
+    let app = spawn_app_with(Options {
+        postgres_server: Some(postgres.server_url()),
+        without_worker: true,
+        ..Options::default().env("KILN_DELIVERY_LIMIT", "1")
+    })
+    .await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let answer = app.upload(images::sideways_jpeg(64, 32)).await;
+        assert_eq!(answer.status, StatusCode::ACCEPTED);
+        ids.push(answer.body["id"].as_str().expect("id").to_owned());
+    }
+    wait_until(|| async { app.queue_depth("media").await == 3 }).await;
+    postgres.stop().await.expect("postgres stopped");
+
+    let worker = kiln_tests::Process::spawn("kiln-worker", &[], app.env()).expect("worker");
+    // Each delivery is tried, found unwritable and kept, at least twice over.
+    wait_until(|| async {
+        let held = worker
+            .log_events()
+            .iter()
+            .filter(|e| e["fields"]["message"] == "postgres unavailable; holding the delivery")
+            .count();
+        held >= 6
+    })
+    .await;
+    assert_eq!(app.queue_depth("media").await, 0, "all three are held");
+    postgres.resume().await.expect("postgres back");
+
+    for id in &ids {
+        assert_eq!(app.wait_for_media(id).await["status"], "ready", "{id}");
+    }
+    assert_eq!(app.queue_depth("reconcile").await, 0);
+    let dead: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status = 'dead'")
+        .fetch_one(&app.services.db().await)
+        .await
+        .expect("count");
+    assert_eq!(dead, 0);
+    println!("3 deliveries held through a Postgres outage with a delivery limit of 1; 3 ready");
 }
 
 async fn wait_until<F, Fut>(condition: F)

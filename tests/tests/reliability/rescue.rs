@@ -20,7 +20,7 @@ async fn lose_media_messages(app: &TestApp, count: u32) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let (connection, channel) = app.amqp_channel().await;
-    let name = format!("{}.media", app.services.name);
+    let name = app.queue_name("media");
     let purged = channel
         .queue_purge(name.as_str().into(), QueuePurgeOptions::default())
         .await
