@@ -123,8 +123,9 @@ pub struct Config {
     /// Overrides every job kind's run-time limit (`KILN_JOB_TIMEOUT_SECS`); `None` keeps each
     /// kind's own default (media 5 min, email 1 min, backup 1 h, cleanup 10 min).
     pub job_timeout: Option<Duration>,
-    /// Test-only fault injection: `panic`, `hang`, `abort` (the whole process) or `slow` (10 s,
-    /// then the real work) makes every media job do that
+    /// Test-only fault injection: `panic`, `hang`, `abort` (the whole process), `slow` (10 s,
+    /// then the real work) or `cpu-slow` (rendering outlasts its CPU budget) makes every media
+    /// job do that
     /// (`KILN_TEST_FAULT`), to prove the panic boundary and the timeouts.
     pub test_fault: String,
     /// Test-only fault injection: the first N storage writes of this process fail.
@@ -262,11 +263,11 @@ impl Config {
                 .optional::<u64>("KILN_JOB_TIMEOUT_SECS")?
                 .map(Duration::from_secs),
             test_fault: match env.string("KILN_TEST_FAULT", "").as_str() {
-                fault @ ("" | "panic" | "hang" | "abort" | "slow") => fault.to_owned(),
+                fault @ ("" | "panic" | "hang" | "abort" | "slow" | "cpu-slow") => fault.to_owned(),
                 other => {
                     return Err(env.error(
                         "KILN_TEST_FAULT",
-                        format!("{other:?} is not panic, hang, abort or slow"),
+                        format!("{other:?} is not panic, hang, abort, slow or cpu-slow"),
                     ));
                 }
             },

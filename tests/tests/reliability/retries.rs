@@ -136,3 +136,30 @@ async fn a_handler_over_its_time_limit_fails_the_attempt_and_goes_dead_when_out_
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn rendering_over_its_cpu_budget_is_dead_after_one_attempt() {
+    // The rendering itself (not a wait, not I/O) runs past three quarters of the time limit:
+    // every attempt would cost the same, so the first is the last.
+    let app = spawn_app_with(
+        Options::default()
+            .env("KILN_TEST_FAULT", "cpu-slow")
+            .env("KILN_JOB_TIMEOUT_SECS", "2")
+            .env("KILN_MAX_ATTEMPTS", "3"),
+    )
+    .await;
+
+    let answer = app.upload(images::sideways_jpeg(64, 32)).await;
+    let job = app
+        .wait_for_job(answer.body["job_id"].as_str().expect("job"))
+        .await;
+
+    assert_eq!(job["status"], "dead", "{job}");
+    assert_eq!(job["attempts"], 1, "{job}");
+    let error = job["last_error"].as_str().expect("error");
+    assert!(error.contains("costs too much to process"), "{error}");
+    let media = app
+        .wait_for_media(answer.body["id"].as_str().expect("id"))
+        .await;
+    assert_eq!(media["status"], "failed");
+}

@@ -3,7 +3,7 @@
 use kiln_core::{
     db::{self, jobs::Job},
     image_probe::ImageFormat,
-    jobs::MediaPayload,
+    jobs::{JobKind, MediaPayload},
     storage::StorageError,
 };
 use uuid::Uuid;
@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::{Classify, JobError};
 use crate::{
     Context,
+    cpu::CpuError,
     imaging::{self, Quality},
     notify::{self, MediaOutcome},
 };
@@ -71,12 +72,35 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
         jpeg: ctx.config.jpeg_quality,
         webp: ctx.config.webp_quality,
     };
-    let rendition = ctx
+    // Rendering that outlasts most of the attempt's time limit is the image's cost, not bad
+    // luck: a retry would hold a CPU just as long. It fails for good, and before the attempt's
+    // own time-out (which is retried) can fire.
+    let limit = ctx
+        .config
+        .job_timeout
+        .unwrap_or_else(|| super::timeout(JobKind::Media));
+    let budget = limit.mul_f64(0.75);
+    let slow_cpu = ctx.config.test_fault == "cpu-slow";
+    let rendered = ctx
         .cpu
-        .run(move || imaging::render(&original, format, &specs, max_pixels, quality))
-        .await
-        .map_err(JobError::Abort)?
-        .abort()?;
+        .run_within(budget, move || {
+            if slow_cpu {
+                std::thread::sleep(budget + std::time::Duration::from_secs(1));
+            }
+            imaging::render(&original, format, &specs, max_pixels, quality)
+        })
+        .await;
+    let rendition = match rendered {
+        Ok(rendition) => rendition.abort()?,
+        Err(CpuError::Failed(error)) => return Err(JobError::Abort(error)),
+        Err(CpuError::OverBudget(budget)) => {
+            return Err(JobError::Abort(format!(
+                "rendering took longer than {:.1}s, three quarters of the time limit: \
+                 this image costs too much to process, so it is not retried",
+                budget.as_secs_f64()
+            )));
+        }
+    };
 
     let mut rows = Vec::with_capacity(rendition.files.len());
     for file in rendition.files {
