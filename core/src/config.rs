@@ -97,6 +97,10 @@ pub struct Config {
     /// it (`KILN_DELIVERY_LIMIT`, the work queues' `x-delivery-limit`). Every return counts on
     /// RabbitMQ 3.x: a worker that crashed or lost its connection while holding it.
     pub delivery_limit: u32,
+    /// How long a queue that no scheduler declares any more is kept before the scheduler drains
+    /// and deletes it (`KILN_RETIRE_AFTER`): long enough for a rolling change of
+    /// `KILN_DELIVERY_LIMIT` or `KILN_RETRY_DELAYS` to reach every scheduler.
+    pub retire_after: Duration,
     /// How long a live job may go without moving before the rescuer republishes it
     /// (`KILN_RESCUE_AFTER`): a queued job published this long ago and not started, a failed
     /// job whose retry is this overdue. Also the least time between two rescues of one job.
@@ -223,6 +227,10 @@ impl Config {
             max_attempts_by_kind,
             retry_delays: parse_delays(&env.string("KILN_RETRY_DELAYS", "1s,5s,30s,2m,10m,1h"))?,
             delivery_limit: env.bounded("KILN_DELIVERY_LIMIT", 20, 1, 1_000_000)?,
+            retire_after: parse_duration(
+                "KILN_RETIRE_AFTER",
+                &env.string("KILN_RETIRE_AFTER", "5m"),
+            )?,
             rescue_after: parse_duration(
                 "KILN_RESCUE_AFTER",
                 &env.string("KILN_RESCUE_AFTER", "5m"),

@@ -125,7 +125,12 @@ async fn run(
         rescue,
         cancel.clone(),
     ));
-    let retiring = tokio::spawn(retire::run(pool.clone(), publisher.clone(), cancel.clone()));
+    let retiring = tokio::spawn(retire::run(
+        pool.clone(),
+        publisher.clone(),
+        config.retire_after,
+        cancel.clone(),
+    ));
     relay::run(pool, publisher, cancel.clone()).await;
     sampling.await.ok();
     rescuing.await.ok();

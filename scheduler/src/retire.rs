@@ -4,7 +4,8 @@
 //! that may change into the names (`<ns>.media.dl20`, `<ns>.retry.5000ms`) and never redeclares
 //! one with new arguments. What a change leaves behind — the first topology's queues
 //! (`<ns>.media`, `<ns>.delay.5000ms`, see [`Topology::legacy`]) and any queue in
-//! `broker_queues` that today's topology does not declare — is retired here:
+//! `broker_queues` that no scheduler has declared for `KILN_RETIRE_AFTER` (schedulers whose
+//! configurations differ during a rolling change keep each other's queues) — is retired here:
 //!
 //! - a work queue is unbound from the jobs exchange (so new messages go only to its successor)
 //!   and its messages are moved to the jobs exchange, each acked only once the broker confirmed
@@ -17,7 +18,7 @@
 //!   is retired again). A message that reaches it between the look and the delete goes with
 //!   it; its job row does not, and the rescuer republishes the job.
 //!
-//! Any number of schedulers may do this at once: each message is taken by one of them.
+//! Any number of schedulers may run this: an advisory lock lets one retire at a time.
 
 use std::{collections::HashSet, time::Duration};
 
@@ -43,9 +44,14 @@ const INTERVAL: Duration = Duration::from_secs(10);
 const BATCH: u32 = 10_000;
 
 /// Runs until `cancel` fires.
-pub async fn run(db: PgPool, publisher: Publisher, cancel: CancellationToken) {
+pub async fn run(
+    db: PgPool,
+    publisher: Publisher,
+    retire_after: Duration,
+    cancel: CancellationToken,
+) {
     loop {
-        match pass(&db, &publisher).await {
+        match pass(&db, &publisher, retire_after, &cancel).await {
             Ok(report) if report.is_quiet() => {}
             Ok(report) => tracing::info!(
                 moved = report.moved,
@@ -79,21 +85,51 @@ impl Report {
     }
 }
 
-/// Records today's queues, then drains and deletes what earlier topologies left.
-pub async fn pass(db: &PgPool, publisher: &Publisher) -> anyhow::Result<Report> {
+/// Any number from one key, shared by every scheduler of a database: one retirer at a time, so
+/// none deletes a queue while another has taken messages from it and not yet moved them.
+const RETIRE_LOCK: i64 = 0x6b69_6c6e_7265_7469;
+
+/// Records today's queues, then drains and deletes what earlier topologies left: the first
+/// topology's names at once (no process of this version declares them), recorded names once
+/// no scheduler has declared them for `retire_after`.
+pub async fn pass(
+    db: &PgPool,
+    publisher: &Publisher,
+    retire_after: Duration,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Report> {
     let topology = publisher.topology();
     let current = topology.declared();
     db::broker_queues::record(db, &current).await?;
+    let mut lock = db.begin().await?;
+    let locked: bool = sqlx::query_scalar!("SELECT pg_try_advisory_xact_lock($1)", RETIRE_LOCK)
+        .fetch_one(&mut *lock)
+        .await?
+        .unwrap_or(false);
+    if !locked {
+        return Ok(Report::default());
+    }
     let current: HashSet<String> = current.into_iter().map(|(name, _)| name).collect();
     let mut retired = topology.legacy();
-    for (name, role) in db::broker_queues::listed(db).await? {
+    for (name, role) in db::broker_queues::undeclared_for(db, retire_after).await? {
         if !current.contains(&name) && !retired.iter().any(|(n, _)| *n == name) {
             retired.push((name, role));
         }
     }
     let mut report = Report::default();
     for (name, role) in retired {
-        match retire(publisher, topology, &name, role).await? {
+        if cancel.is_cancelled() {
+            break;
+        }
+        let state = match retire(publisher, topology, &name, role, cancel).await {
+            Ok(state) => state,
+            // One queue's trouble does not hold up the others.
+            Err(error) => {
+                tracing::warn!(%error, queue = name, "could not retire a queue this time");
+                continue;
+            }
+        };
+        match state {
             State::Gone => db::broker_queues::forget(db, &name).await?,
             State::Deleted { moved } => {
                 report.moved += moved;
@@ -118,6 +154,7 @@ pub async fn pass(db: &PgPool, publisher: &Publisher) -> anyhow::Result<Report> 
             }
         }
     }
+    lock.commit().await?;
     Ok(report)
 }
 
@@ -139,6 +176,7 @@ async fn retire(
     topology: &Topology,
     name: &str,
     role: Role,
+    cancel: &CancellationToken,
 ) -> Result<State, AmqpError> {
     // Every operation that the broker may refuse (a queue that is gone, one not empty) closes
     // its channel: each gets one of its own.
@@ -150,7 +188,7 @@ async fn retire(
         let channel = publisher.side_channel().await?;
         unbind(&channel, topology, name).await?;
         if messages > 0 {
-            moved = move_messages(&channel, publisher, name).await?;
+            moved = move_messages(&channel, publisher, name, cancel).await?;
         }
         channel.close(200, "retired".into()).await.ok();
     }
@@ -240,9 +278,10 @@ async fn move_messages(
     channel: &Channel,
     publisher: &Publisher,
     name: &str,
+    cancel: &CancellationToken,
 ) -> Result<u64, AmqpError> {
     let mut moved = 0;
-    while moved < u64::from(BATCH) {
+    while moved < u64::from(BATCH) && !cancel.is_cancelled() {
         let Some(message) = channel
             .basic_get(name.into(), BasicGetOptions { no_ack: false })
             .await?

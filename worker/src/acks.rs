@@ -7,7 +7,10 @@
 //!
 //! `multiple` acks every unsettled delivery up to its tag, so it may only cover tags that are
 //! all finished: the tags below the oldest delivery still running. A job that finishes ahead of
-//! an older one still running is acked alone, at once; nothing waits behind a slow job.
+//! an older one still running is acked alone, at once; nothing waits behind a slow job. Nor may
+//! it cover a tag not registered yet: deliveries of the channel's several consumers reach the
+//! coalescer in the order their streams are polled, not always in tag order, so a frame covers
+//! only tags below the first one not seen (the broker numbers a channel's deliveries 1, 2, 3…).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -67,6 +70,9 @@ impl Acks {
 
 async fn run(mut events: mpsc::UnboundedReceiver<Event>) {
     let mut running = BTreeSet::new();
+    // Every tag below `unseen` has been registered; `seen_ahead` holds those above a gap.
+    let mut unseen: u64 = 1;
+    let mut seen_ahead = BTreeSet::new();
     let mut finished: BTreeMap<u64, (Acker, oneshot::Sender<()>)> = BTreeMap::new();
     let mut batch = Vec::new();
     while events.recv_many(&mut batch, 4096).await > 0 {
@@ -74,6 +80,10 @@ async fn run(mut events: mpsc::UnboundedReceiver<Event>) {
             match event {
                 Event::Delivered(tag) => {
                     running.insert(tag);
+                    seen_ahead.insert(tag);
+                    while seen_ahead.remove(&unseen) {
+                        unseen += 1;
+                    }
                 }
                 Event::Done(tag, acker, sent) => {
                     running.remove(&tag);
@@ -84,8 +94,9 @@ async fn run(mut events: mpsc::UnboundedReceiver<Event>) {
                 }
             }
         }
-        // Everything finished below the oldest running delivery goes in one frame.
-        let oldest_running = running.first().copied().unwrap_or(u64::MAX);
+        // Everything finished below the oldest running delivery (and below any tag not seen
+        // yet) goes in one frame.
+        let oldest_running = running.first().copied().unwrap_or(u64::MAX).min(unseen);
         let later = finished.split_off(&oldest_running);
         let below = std::mem::replace(&mut finished, later);
         if let Some((_, (acker, _))) = below.last_key_value() {

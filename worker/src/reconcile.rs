@@ -70,6 +70,11 @@ async fn reconcile(
         let read = db::jobs::find(&ctx.db, envelope.id).await;
         let job = match read {
             Ok(job) => job,
+            Err(error) if !db::is_unavailable(&error) => {
+                tracing::error!(%error, "cannot read the dead-lettered job; requeueing");
+                pause(Duration::from_secs(1), shutdown).await;
+                return Settle::Requeue;
+            }
             Err(error) => {
                 tracing::warn!(%error, "cannot read the dead-lettered job yet");
                 reachable_since = None;
@@ -122,8 +127,12 @@ async fn bury(
         Some(last) => format!("{}; last error: {last}", death.describe()),
         None => death.describe(),
     };
-    count(kind, death, "buried");
-    runner::bury_as(ctx, kind, job, &error, shutdown, Burial::DeadLettered).await
+    let (settle, buried) =
+        runner::bury_as(ctx, kind, job, &error, shutdown, Burial::DeadLettered).await;
+    // Not buried: a newer attempt started, or a live worker holds the job; the message was
+    // a duplicate and is dropped.
+    count(kind, death, if buried { "buried" } else { "dropped" });
+    settle
 }
 
 fn count(kind: JobKind, death: &Death, outcome: &'static str) {

@@ -20,6 +20,9 @@ use crate::{
     jobs::{self, JobError},
 };
 
+/// Publishes of a retry message tried (1 s, 2 s, 4 s … apart) before it is left to the rescuer.
+const RETRY_PUBLISH_TRIES: i32 = 6;
+
 /// What to do with the message once the job's fate is recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Settle {
@@ -215,11 +218,11 @@ async fn retry_later(
         }
         Err(publish_error) => {
             // The broker is struggling: keep this delivery and try again with backoff (a
-            // requeue would spend one of its deliveries); the row already says when the retry
-            // is due, so the rescuer sends it if this worker stops first.
+            // requeue would spend one of its deliveries). Not for ever: the row already says
+            // when the retry is due, so once the tries are spent the delivery is acked and the
+            // rescuer sends the overdue retry, instead of this slot staying taken.
             tracing::warn!(%error, %publish_error, "attempt failed and the retry could not be scheduled yet");
-            let mut tries = 1;
-            loop {
+            for tries in 1..=RETRY_PUBLISH_TRIES {
                 pause(fallback_backoff(tries), shutdown).await;
                 if shutdown.is_cancelled() {
                     return Settle::Requeue;
@@ -231,11 +234,12 @@ async fn retry_later(
                 {
                     Ok(()) => return Settle::Ack,
                     Err(publish_error) => {
-                        tracing::warn!(%publish_error, "the retry still cannot be scheduled");
-                        tries += 1;
+                        tracing::warn!(%publish_error, tries, "the retry still cannot be scheduled");
                     }
                 }
             }
+            tracing::warn!("leaving the retry to the rescuer");
+            Settle::Ack
         }
     }
 }
@@ -287,10 +291,12 @@ async fn bury(
     error: &str,
     shutdown: &CancellationToken,
 ) -> Settle {
-    bury_as(ctx, kind, job, error, shutdown, Burial::Attempt).await
+    bury_as(ctx, kind, job, error, shutdown, Burial::Attempt)
+        .await
+        .0
 }
 
-/// [`bury`], for either burier.
+/// [`bury`], for either burier; also says whether the job was buried now.
 pub(crate) async fn bury_as(
     ctx: &Context,
     kind: JobKind,
@@ -298,7 +304,7 @@ pub(crate) async fn bury_as(
     error: &str,
     shutdown: &CancellationToken,
     burial: Burial,
-) -> Settle {
+) -> (Settle, bool) {
     tracing::warn!(error, "job is dead");
     let recorded = until_recorded(shutdown, || async {
         let mut tx = ctx.db.begin().await?;
@@ -329,7 +335,7 @@ pub(crate) async fn bury_as(
     match recorded {
         Some(None) => {
             tracing::info!(error, "attempt superseded by a newer one; not buried");
-            Settle::Ack
+            (Settle::Ack, false)
         }
         Some(Some(after)) => {
             if let Some(key) = after.stale_cache_key {
@@ -344,10 +350,10 @@ pub(crate) async fn bury_as(
                 .ok()
                 .and_then(|e| serde_json::to_vec(&e).ok())
                 .unwrap_or_default();
-            to_dead_queue(ctx, &body, kind.as_str(), error).await
+            (to_dead_queue(ctx, &body, kind.as_str(), error).await, true)
         }
         // Shutting down first: the verdict is reached again by whoever takes the job over.
-        None => Settle::Requeue,
+        None => (Settle::Requeue, false),
     }
 }
 

@@ -6,14 +6,14 @@ use sqlx::PgExecutor;
 
 use crate::queue::Role;
 
-/// Records `queues` as declared (a name already listed keeps its first date).
+/// Records `queues` as declared now.
 pub async fn record(db: impl PgExecutor<'_>, queues: &[(String, Role)]) -> Result<(), sqlx::Error> {
     let names: Vec<&str> = queues.iter().map(|(name, _)| name.as_str()).collect();
     let roles: Vec<&str> = queues.iter().map(|(_, role)| role.as_str()).collect();
     sqlx::query!(
         "INSERT INTO broker_queues (name, role)
          SELECT * FROM unnest($1::text[], $2::text[])
-         ON CONFLICT (name) DO NOTHING",
+         ON CONFLICT (name) DO UPDATE SET last_declared_at = now()",
         &names as &[&str],
         &roles as &[&str],
     )
@@ -22,11 +22,19 @@ pub async fn record(db: impl PgExecutor<'_>, queues: &[(String, Role)]) -> Resul
     Ok(())
 }
 
-/// Every queue recorded, with its role.
-pub async fn listed(db: impl PgExecutor<'_>) -> Result<Vec<(String, Role)>, sqlx::Error> {
-    let rows = sqlx::query!("SELECT name, role FROM broker_queues ORDER BY name")
-        .fetch_all(db)
-        .await?;
+/// The queues no scheduler has declared for `after`, with their roles.
+pub async fn undeclared_for(
+    db: impl PgExecutor<'_>,
+    after: std::time::Duration,
+) -> Result<Vec<(String, Role)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        "SELECT name, role FROM broker_queues
+         WHERE last_declared_at < now() - make_interval(secs => $1)
+         ORDER BY name",
+        after.as_secs_f64(),
+    )
+    .fetch_all(db)
+    .await?;
     Ok(rows
         .into_iter()
         .filter_map(|row| Role::parse(&row.role).map(|role| (row.name, role)))

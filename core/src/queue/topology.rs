@@ -163,6 +163,9 @@ impl Topology {
     }
 }
 
+/// How often the reconcile queue hands out one message before it goes to the dead queue.
+const RECONCILE_DELIVERY_LIMIT: i64 = 20;
+
 fn durable_exchange() -> ExchangeDeclareOptions {
     ExchangeDeclareOptions {
         durable: true,
@@ -238,9 +241,13 @@ pub async fn declare(channel: &Channel, topology: &Topology) -> Result<(), lapin
     fanout_queue(channel, &dead, quorum).await?;
 
     // What the work queues dead-letter; a worker reconciles each message with its row. If even
-    // that fails as often as the delivery limit allows, the message goes on to the dead queue.
+    // that fails this often, the message goes on to the dead queue. A constant, unlike the work
+    // queues' limit, since this queue's name does not change with `KILN_DELIVERY_LIMIT`.
     let mut arguments = dead_lettering_to(&dead);
-    arguments.insert("x-delivery-limit".into(), delivery_limit.clone());
+    arguments.insert(
+        "x-delivery-limit".into(),
+        AMQPValue::LongLongInt(RECONCILE_DELIVERY_LIMIT),
+    );
     fanout_queue(channel, &reconcile, arguments).await?;
 
     // The retry ladder: a message published to a delay exchange waits in its queue for the

@@ -217,3 +217,59 @@ async fn depth(app: &TestApp, queue: &str) -> Option<u32> {
     connection.close(200, "done".into()).await.ok();
     declared.ok().map(|q| q.message_count())
 }
+
+#[tokio::test]
+async fn a_new_delivery_limit_declares_new_queues_and_retires_the_old_ones() {
+    // Messages wait in the queues of limit 20; then every process restarts with a limit of 10.
+    let mut app = spawn_app_with(Options {
+        without_worker: true,
+        ..Options::default()
+            .env("KILN_RESCUE_AFTER", "1h")
+            .env("KILN_RETIRE_AFTER", "1s")
+    })
+    .await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let answer = app.upload(images::sideways_jpeg(64, 32)).await;
+        assert_eq!(answer.status, 202);
+        ids.push(answer.body["id"].as_str().expect("id").to_owned());
+    }
+    let old_media = app.queue_name("media");
+    assert_eq!(depth(&app, &old_media).await, Some(3));
+    // The queues of limit 20 are recorded as declared, as a scheduler of the old configuration
+    // would have left them.
+    let old_scheduler = Process::spawn("kiln-scheduler", &[], app.env()).expect("scheduler");
+    old_scheduler
+        .wait_for_log("scheduler started")
+        .await
+        .expect("started");
+    drop(old_scheduler);
+
+    let mut env = app.env().clone();
+    env.insert("KILN_DELIVERY_LIMIT".into(), "10".into());
+    app.services.delivery_limit = 10;
+    let worker = Process::spawn("kiln-worker", &[], &env).expect("worker");
+    worker
+        .wait_for_log("consuming")
+        .await
+        .expect("the worker starts");
+    let scheduler = Process::spawn("kiln-scheduler", &[], &env).expect("scheduler");
+    app.worker = Some(worker);
+    for id in &ids {
+        assert_eq!(app.wait_for_media(id).await["status"], "ready", "{id}");
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while depth(&app, &old_media).await.is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{old_media} was never retired; scheduler output:\n{}",
+            scheduler.logs().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        app.queue_name("media"),
+        format!("{}.media.dl10", app.services.name)
+    );
+    println!("3 jobs queued under a delivery limit of 20, processed under 10; old queue retired");
+}

@@ -23,6 +23,9 @@ pub fn variant_key(media_id: Uuid, name: &str, format: &str) -> String {
     format!("variants/{media_id}/{name}.{extension}")
 }
 
+/// How an attempt whose rendering outlasted its CPU budget starts its error.
+const OVER_BUDGET: &str = "rendering ran over its budget";
+
 /// Renders and stores every variant, then commits the rows, the media's `ready` state and the
 /// job's success in one transaction.
 pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
@@ -72,9 +75,9 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
         jpeg: ctx.config.jpeg_quality,
         webp: ctx.config.webp_quality,
     };
-    // Rendering that outlasts most of the attempt's time limit is the image's cost, not bad
-    // luck: a retry would hold a CPU just as long. It fails for good, and before the attempt's
-    // own time-out (which is retried) can fire.
+    // Rendering that outlasts most of the attempt's time limit is likely the image's cost: a
+    // retry would hold a CPU just as long. The budget ends before the attempt's own time-out
+    // (retried like any other), so the two are told apart.
     let limit = ctx
         .config
         .job_timeout
@@ -93,12 +96,24 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
     let rendition = match rendered {
         Ok(rendition) => rendition.abort()?,
         Err(CpuError::Failed(error)) => return Err(JobError::Abort(error)),
+        // Wall-clock time: a busy or throttled machine can slow one attempt, so the first time
+        // is retried, and only a second attempt over budget in a row is the image's fault.
         Err(CpuError::OverBudget(budget)) => {
-            return Err(JobError::Abort(format!(
-                "rendering took longer than {:.1}s, three quarters of the time limit: \
-                 this image costs too much to process, so it is not retried",
+            let error = format!(
+                "{OVER_BUDGET} ({:.1}s, three quarters of the time limit)",
                 budget.as_secs_f64()
-            )));
+            );
+            let again = job
+                .last_error
+                .as_deref()
+                .is_some_and(|last| last.starts_with(OVER_BUDGET));
+            return Err(if again {
+                JobError::Abort(format!(
+                    "{error} on two attempts in a row: this image costs too much to process"
+                ))
+            } else {
+                JobError::Retry(error)
+            });
         }
     };
 
