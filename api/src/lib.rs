@@ -5,6 +5,7 @@
 //! - [`error`]: the single API error type and its JSON body.
 //! - [`auth`]: bearer API keys, scopes and tenants.
 //! - [`extract`]: path and query extractors that reject with [`error::ApiError`].
+//! - [`deadline`]: the total time a request other than an upload may take.
 //! - [`http_metrics`]: request counts and latency by route and status.
 //! - [`routes`]: one module per resource and action.
 //! - [`session`]: the dashboard's login cookie and CSRF token.
@@ -14,6 +15,7 @@
 
 pub mod auth;
 pub mod backups;
+pub mod deadline;
 pub mod error;
 pub mod extract;
 pub mod http_metrics;

@@ -1,9 +1,14 @@
 //! Building and running the API: bind (port 0 works, for tests), connect lazily, serve until the
 //! shutdown token fires.
 
-use std::{future::IntoFuture, net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto::Builder, graceful::GracefulShutdown},
+    service::TowerToHyperService,
+};
 use kiln_core::{Config, cache::Cache, db, queue::Publisher, storage::Storage};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -37,35 +42,69 @@ impl Application {
 
     /// Serves until `cancel` fires, then lets in-flight requests finish for at most
     /// `KILN_SHUTDOWN_GRACE`: a stalled client must not be able to hold SIGTERM off forever.
+    ///
+    /// Connections are served by hyper directly, not `axum::serve`, for its timer: without one
+    /// a client may take as long as it likes to send its headers, or keep an idle connection
+    /// for ever. With it, headers must arrive within `KILN_HEADER_TIMEOUT_SECS`, and the same
+    /// limit closes a keep-alive connection that sends no next request.
     pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr()?, storage = self.state.storage.describe(), "listening");
         let grace = self.state.config.shutdown_grace;
+        let header_timeout = self.state.config.header_timeout;
         let writes = self.state.writes.clone();
-        let serve = axum::serve(self.listener, router(self.state))
-            .with_graceful_shutdown(cancel.clone().cancelled_owned())
-            .into_future();
-        let served = tokio::select! {
-            served = serve => served.context("serving HTTP"),
-            () = grace_expired(&cancel, grace) => {
-                // Returning drops the accept loop; connections still open end with the runtime,
-                // which the process is about to shut down.
+        let app = router(self.state);
+        let mut builder = Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Some(header_timeout))
+            .keep_alive_timeout(header_timeout);
+        let connections = GracefulShutdown::new();
+        loop {
+            let (stream, _) = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors, most likely: give connections time to close.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                () = cancel.cancelled() => break,
+            };
+            stream.set_nodelay(true).ok();
+            let service = TowerToHyperService::new(app.clone());
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            let connection = connections.watch(connection);
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::debug!(%error, "connection ended with an error");
+                }
+            });
+        }
+        drop(self.listener);
+        tokio::select! {
+            () = connections.shutdown() => {}
+            () = tokio::time::sleep(grace) => {
+                // Connections still open end with the runtime, which the process is about to
+                // shut down.
                 tracing::warn!(
                     grace_secs = grace.as_secs(),
                     "shutdown grace period over; abandoning unfinished requests"
                 );
-                Ok(())
             }
-        };
+        }
         // Deferred publish records would otherwise cost a duplicate message each (the relay's).
         writes.flush_published().await;
-        served
+        Ok(())
     }
-}
-
-/// Completes `grace` after `cancel` fires, never before.
-async fn grace_expired(cancel: &CancellationToken, grace: Duration) {
-    cancel.cancelled().await;
-    tokio::time::sleep(grace).await;
 }
 
 /// The shared state, from configuration.

@@ -58,6 +58,12 @@ pub struct Config {
     pub public_url: String,
     /// Where the public API listens.
     pub api_addr: SocketAddr,
+    /// How long a client may take to send a request's headers, and how long an idle keep-alive
+    /// connection stays open (`KILN_HEADER_TIMEOUT_SECS`).
+    pub header_timeout: Duration,
+    /// The whole time a request other than an upload may take, body included
+    /// (`KILN_REQUEST_TIMEOUT_SECS`).
+    pub request_timeout: Duration,
     /// Where this process serves `/metrics`; `None` means the process's own default.
     pub metrics_addr: Option<SocketAddr>,
     /// Prefix of exchanges, queues and Redis keys, so deployments and tests can share a broker.
@@ -217,6 +223,18 @@ impl Config {
             webp_quality: env.bounded("KILN_WEBP_QUALITY", 80, 1, 100)?,
             migrate: env.parse("KILN_MIGRATE", "false")?,
             cache_ttl: Duration::from_secs(env.bounded("KILN_CACHE_TTL_SECS", 300, 1, 86_400)?),
+            header_timeout: Duration::from_secs(env.bounded(
+                "KILN_HEADER_TIMEOUT_SECS",
+                10,
+                1,
+                3_600,
+            )?),
+            request_timeout: Duration::from_secs(env.bounded(
+                "KILN_REQUEST_TIMEOUT_SECS",
+                30,
+                1,
+                3_600,
+            )?),
             shutdown_grace: Duration::from_secs(env.bounded(
                 "KILN_SHUTDOWN_GRACE",
                 30,

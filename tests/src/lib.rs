@@ -115,7 +115,11 @@ async fn try_spawn(options: Options) -> anyhow::Result<TestApp> {
         scheduler,
         address: format!("http://{address}"),
         metrics_address: format!("http://{metrics_address}"),
-        client: reqwest::Client::new(),
+        // Idle connections are let go before the API's header time-out closes them (10 s by
+        // default), so no request is sent on a connection the server is closing.
+        client: reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(5))
+            .build()?,
         key,
         env,
     })

@@ -62,6 +62,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::not_found("route") })
         // route_layer: runs after routing, so the matched path (the route template) is known.
         .route_layer(axum::middleware::from_fn(crate::http_metrics::record))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::deadline::limit,
+        ))
         .layer(TraceLayer::new_for_http().make_span_with(crate::trace_layer::request_span))
         .layer(axum::middleware::from_fn(crate::trace_layer::propagate))
         .with_state(state)

@@ -14,4 +14,5 @@ mod rejections;
 mod s3;
 mod shutdown;
 mod startup;
+mod timeouts;
 mod trace_propagation;

@@ -1,0 +1,91 @@
+//! Connections a client holds without finishing them are closed by the server: headers that
+//! never complete, an idle keep-alive connection, a body that trickles; and while many such
+//! connections are open, a normal client still gets its answers.
+
+use std::time::Duration;
+
+use kiln_tests::{Options, TestApp, spawn_app_with};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+async fn app() -> TestApp {
+    spawn_app_with(Options {
+        without_worker: true,
+        ..Options::default()
+            .env("KILN_HEADER_TIMEOUT_SECS", "1")
+            .env("KILN_REQUEST_TIMEOUT_SECS", "2")
+    })
+    .await
+}
+
+async fn connect(app: &TestApp) -> TcpStream {
+    let address = app.address.trim_start_matches("http://");
+    TcpStream::connect(address).await.expect("connect")
+}
+
+/// Reads until the server closes the connection (at most a minute); returns what it sent.
+async fn read_until_closed(stream: &mut TcpStream) -> String {
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut received));
+    match read.await {
+        Ok(Ok(_)) => {}
+        // A reset closes it too.
+        Ok(Err(error)) if error.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Ok(Err(error)) => panic!("read failed: {error}"),
+        Err(_) => panic!("the server never closed the connection"),
+    }
+    String::from_utf8_lossy(&received).into_owned()
+}
+
+#[tokio::test]
+async fn connections_trickling_headers_are_closed_while_a_normal_client_is_served() {
+    let app = app().await;
+    let mut tricklers = Vec::new();
+    for _ in 0..300 {
+        let mut stream = connect(&app).await;
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: kiln\r\nX-Slow: ")
+            .await
+            .expect("partial headers");
+        tricklers.push(stream);
+    }
+    // Served while they hang: every one of these answers comes.
+    for _ in 0..5 {
+        let answer = app.get_as(None, "/healthz").await;
+        assert_eq!(answer.status, 200);
+    }
+    for stream in &mut tricklers {
+        let sent = read_until_closed(stream).await;
+        assert!(!sent.contains("200 OK"), "{sent}");
+    }
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed() {
+    let app = app().await;
+    let mut stream = connect(&app).await;
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: kiln\r\n\r\n")
+        .await
+        .expect("request");
+    // The answer comes, then nothing more is asked: the server closes the connection.
+    let sent = read_until_closed(&mut stream).await;
+    assert!(sent.starts_with("HTTP/1.1 200"), "{sent}");
+}
+
+#[tokio::test]
+async fn a_trickling_body_gets_a_408_within_the_request_deadline() {
+    let app = app().await;
+    let mut stream = connect(&app).await;
+    let head = format!(
+        "POST /v1/emails HTTP/1.1\r\nHost: kiln\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"to\":",
+        app.key
+    );
+    stream.write_all(head.as_bytes()).await.expect("request");
+    let sent = read_until_closed(&mut stream).await;
+    assert!(sent.starts_with("HTTP/1.1 408"), "{sent}");
+    assert!(sent.contains("\"request_timeout\""), "{sent}");
+}
