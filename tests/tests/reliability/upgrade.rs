@@ -239,10 +239,21 @@ async fn a_new_delivery_limit_declares_new_queues_and_retires_the_old_ones() {
     // The queues of limit 20 are recorded as declared, as a scheduler of the old configuration
     // would have left them.
     let old_scheduler = Process::spawn("kiln-scheduler", &[], app.env()).expect("scheduler");
-    old_scheduler
-        .wait_for_log("scheduler started")
-        .await
-        .expect("started");
+    let db = app.services.db().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let recorded: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM broker_queues WHERE name = $1")
+                .bind(&old_media)
+                .fetch_one(&db)
+                .await
+                .expect("broker_queues");
+        if recorded == 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never recorded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     drop(old_scheduler);
 
     let mut env = app.env().clone();
