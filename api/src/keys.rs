@@ -14,7 +14,8 @@ pub struct CreatedKey {
     pub key: String,
 }
 
-/// Creates a key named `name` for `tenant` (defaults to the name) with `scopes`.
+/// Creates a key named `name` for `tenant` with `scopes`. Without a tenant, the key starts a
+/// new tenant of its name, and is refused if that tenant exists.
 pub async fn create(
     pool: &PgPool,
     name: &str,
@@ -36,6 +37,18 @@ pub async fn create(
             || address.parse::<lettre::message::Mailbox>().is_err())
     {
         bail!("--notify-email {address:?} is not a valid email address");
+    }
+    // A tenant is named after its first key: a second customer created under the same name
+    // would silently see the first one's media. Joining a tenant takes saying so.
+    if tenant.is_none()
+        && db::api_keys::tenant_exists(pool, name)
+            .await
+            .context("looking up the tenant")?
+    {
+        bail!(
+            "a tenant named {name:?} exists already: pass --tenant {name} to add a key to it, \
+             or choose another --name"
+        );
     }
     let mut secret = [0u8; 32];
     rand::rng().fill_bytes(&mut secret);

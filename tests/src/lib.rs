@@ -189,7 +189,11 @@ impl TestApp {
 
     /// A new key for another tenant (or the same one) with the given scopes.
     pub fn key_for(&self, tenant: &str, scopes: &str) -> String {
-        create_key(&self.env, tenant, scopes).expect("key created")
+        create_key_with(
+            &self.env,
+            &["--name", tenant, "--tenant", tenant, "--scopes", scopes],
+        )
+        .expect("key created")
     }
 
     /// A key for `tenant` whose notifications go to `address`.
@@ -198,6 +202,8 @@ impl TestApp {
             &self.env,
             &[
                 "--name",
+                tenant,
+                "--tenant",
                 tenant,
                 "--scopes",
                 scopes,

@@ -43,6 +43,17 @@ pub async fn insert(db: impl PgExecutor<'_>, key: &NewApiKey<'_>) -> Result<(), 
     Ok(())
 }
 
+/// Whether any key (revoked or not) belongs to `tenant`.
+pub async fn tenant_exists(db: impl PgExecutor<'_>, tenant: &str) -> Result<bool, sqlx::Error> {
+    let exists = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM api_keys WHERE tenant = $1) AS "exists!""#,
+        tenant
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(exists)
+}
+
 /// Finds the unrevoked key with this hash.
 pub async fn find_active_by_hash(
     db: impl PgExecutor<'_>,

@@ -69,3 +69,33 @@ async fn another_tenants_media_and_jobs_are_not_found() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn a_new_key_may_not_join_an_existing_tenant_by_its_name_alone() {
+    let app = spawn_app().await;
+    // tenant-a exists (the harness's key): a second customer named the same is refused…
+    let refused = kiln_tests::create_key(app.env(), "tenant-a", "media");
+    let error = format!("{:#}", refused.expect_err("refused"));
+    assert!(error.contains("--tenant tenant-a"), "{error}");
+    // …and joining it takes saying so; that key sees the tenant's media.
+    let answer = app.upload(images::sideways_jpeg(64, 32)).await;
+    let id = answer.body["id"].as_str().expect("id");
+    let joined = kiln_tests::create_key_with(
+        app.env(),
+        &[
+            "--name",
+            "tenant-a-ci",
+            "--tenant",
+            "tenant-a",
+            "--scopes",
+            "media",
+        ],
+    )
+    .expect("joined");
+    let seen = app.get_as(Some(&joined), &format!("/v1/media/{id}")).await;
+    assert_eq!(seen.status, StatusCode::OK);
+    // A new name starts a tenant of its own.
+    let other = kiln_tests::create_key(app.env(), "tenant-c", "media").expect("created");
+    let unseen = app.get_as(Some(&other), &format!("/v1/media/{id}")).await;
+    assert_eq!(unseen.status, StatusCode::NOT_FOUND);
+}
