@@ -18,7 +18,22 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// Redis reads are slower, and without RabbitMQ uploads are still accepted (their jobs wait in
 /// the outbox), so both only make the answer `degraded`.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let (status, checks) = dependencies(&state).await;
+    let (status, mut checks) = dependencies(&state).await;
+    // The public answer says up or down per dependency; why (an address, a driver's message) is
+    // for operators: logged here, and the admin dashboard shows it.
+    if let Some(checks) = checks.as_object_mut() {
+        for (dependency, check) in checks.iter_mut() {
+            let up = check["ok"] == true;
+            metrics::gauge!("kiln_dependency_up", "dependency" => dependency.clone()).set(if up {
+                1.0
+            } else {
+                0.0
+            });
+            if let Some(error) = check.as_object_mut().and_then(|c| c.remove("error")) {
+                tracing::warn!(dependency, %error, "readiness check failed");
+            }
+        }
+    }
     let code = if status == "unavailable" {
         StatusCode::SERVICE_UNAVAILABLE
     } else {

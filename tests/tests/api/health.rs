@@ -48,6 +48,18 @@ async fn with_rabbitmq_unreachable_uploads_are_still_accepted_into_the_outbox() 
     let ready = app.get_as(None, "/readyz").await;
     assert_eq!(ready.body["status"], "degraded");
     assert_eq!(ready.body["checks"]["rabbitmq"]["ok"], false);
+    // Up or down for the public; the reason only in the logs.
+    assert!(
+        ready.body["checks"]["rabbitmq"].get("error").is_none(),
+        "{:?}",
+        ready.body
+    );
+    let logged = app
+        .api
+        .wait_for_log("readiness check failed")
+        .await
+        .expect("logged");
+    assert_eq!(logged["fields"]["dependency"], "rabbitmq", "{logged}");
 }
 
 #[tokio::test]
