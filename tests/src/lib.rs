@@ -249,6 +249,17 @@ impl TestApp {
         self.upload_as(&self.key, body).await
     }
 
+    /// Uploads `count` small images, each accepted; returns their media ids.
+    pub async fn upload_small(&self, count: usize) -> Vec<String> {
+        let mut ids = Vec::with_capacity(count);
+        for _ in 0..count {
+            let answer = self.upload(images::sideways_jpeg(64, 32)).await;
+            assert_eq!(answer.status, StatusCode::ACCEPTED, "{:?}", answer.body);
+            ids.push(answer.body["id"].as_str().expect("id").to_owned());
+        }
+        ids
+    }
+
     /// `POST /v1/media` with a raw body and a given key.
     pub async fn upload_as(&self, key: &str, body: impl Into<reqwest::Body>) -> Answer {
         let response = self

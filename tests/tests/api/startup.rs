@@ -40,12 +40,7 @@ async fn uploads_accepted_while_rabbitmq_was_unreachable_are_relayed_and_process
         ..Options::default().env("AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f")
     })
     .await;
-    let mut ids = Vec::new();
-    for _ in 0..3 {
-        let answer = app.upload(images::sideways_jpeg(64, 32)).await;
-        assert_eq!(answer.status, StatusCode::ACCEPTED);
-        ids.push(answer.body["id"].as_str().expect("id").to_owned());
-    }
+    let ids = app.upload_small(3).await;
 
     // A scheduler and a worker that can reach it: the relay publishes, the worker processes.
     let mut env = app.env().clone();

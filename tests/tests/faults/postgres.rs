@@ -97,12 +97,7 @@ async fn a_worker_holds_its_deliveries_while_postgres_is_down() {
         ..Options::default().env("KILN_DELIVERY_LIMIT", "1")
     })
     .await;
-    let mut ids = Vec::new();
-    for _ in 0..3 {
-        let answer = app.upload(images::sideways_jpeg(64, 32)).await;
-        assert_eq!(answer.status, StatusCode::ACCEPTED);
-        ids.push(answer.body["id"].as_str().expect("id").to_owned());
-    }
+    let ids = app.upload_small(3).await;
     wait_until(|| async { app.queue_depth("media").await == 3 }).await;
     postgres.stop().await.expect("postgres stopped");
 

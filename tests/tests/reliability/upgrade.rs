@@ -22,12 +22,7 @@ async fn jobs_in_the_first_topologys_queues_finish_and_those_queues_are_retired(
     let name = app.services.name.clone();
     declare_first_topology(&app).await;
 
-    let mut ids = Vec::new();
-    for _ in 0..5 {
-        let answer = app.upload(images::sideways_jpeg(64, 32)).await;
-        assert_eq!(answer.status, 202);
-        ids.push(answer.body["id"].as_str().expect("id").to_owned());
-    }
+    let ids = app.upload_small(5).await;
     // The old queue is still bound, so it holds a copy of each message; leave it the only one.
     let (connection, channel) = app.amqp_channel().await;
     let old_media = format!("{name}.media");
@@ -228,12 +223,7 @@ async fn a_new_delivery_limit_declares_new_queues_and_retires_the_old_ones() {
             .env("KILN_RETIRE_AFTER", "1s")
     })
     .await;
-    let mut ids = Vec::new();
-    for _ in 0..3 {
-        let answer = app.upload(images::sideways_jpeg(64, 32)).await;
-        assert_eq!(answer.status, 202);
-        ids.push(answer.body["id"].as_str().expect("id").to_owned());
-    }
+    let ids = app.upload_small(3).await;
     let old_media = app.queue_name("media");
     assert_eq!(depth(&app, &old_media).await, Some(3));
     // The queues of limit 20 are recorded as declared, as a scheduler of the old configuration
