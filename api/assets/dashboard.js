@@ -220,6 +220,36 @@
     drawChart("chart-depth", samples, (s) => s.ready);
   }
 
+  function renderUsage(usage) {
+    fill($("#usage-tenants tbody"), usage.tenants, (row, t) => {
+      cell(row, t.tenant, "usage-tenant");
+      cell(row, t.totals.uploads);
+      cell(row, bytes(t.totals.stored_bytes));
+      cell(row, t.totals.processing_seconds.toFixed(1) + " s");
+      cell(row, t.totals.emails_accepted);
+      cell(row, t.totals.emails_sent);
+    });
+    if (typeof uPlot === "undefined") return;
+    const days = usage.daily.map((d) => Date.parse(d.day + "T00:00:00Z") / 1000);
+    const data = [days, usage.daily.map((d) => d.uploads), usage.daily.map((d) => d.emails_accepted)];
+    if (charts.usage) {
+      charts.usage.setData(data);
+      return;
+    }
+    const el = document.getElementById("chart-usage");
+    charts.usage = new uPlot({
+      width: Math.max(280, el.clientWidth || 360),
+      height: 180,
+      series: [
+        {},
+        { label: "uploads", stroke: COLORS[0], width: 2 },
+        { label: "emails", stroke: COLORS[1], width: 2 },
+      ],
+      scales: { y: { range: (_u, _min, max) => [0, Math.max(1, max || 0) * 1.1] } },
+      axes: [{}, { size: 60 }],
+    }, data, el);
+  }
+
   async function refresh() {
     try {
       const response = await fetch("/admin/data?range=" + range, { credentials: "same-origin" });
@@ -241,6 +271,7 @@
       renderSchedules(data.schedules);
       renderBackups(data.backups);
       renderCharts(data.samples);
+      renderUsage(data.usage);
       $("#updated").textContent = "updated " + new Date(data.generated_at).toLocaleTimeString();
       document.body.dataset.loaded = "true";
     } catch (error) {

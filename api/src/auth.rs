@@ -44,18 +44,31 @@ impl KeyCache {
         db: &sqlx::PgPool,
         key_hash: Vec<u8>,
     ) -> Result<Option<db::api_keys::ApiKey>, sqlx::Error> {
-        let Some(keys) = &self.keys else {
-            return db::api_keys::find_active_by_hash(db, &key_hash).await;
-        };
-        if let Some(found) = keys.get(&key_hash).await {
+        if let Some(keys) = &self.keys
+            && let Some(found) = keys.get(&key_hash).await
+        {
             return Ok(Some(found));
         }
         let found = db::api_keys::find_active_by_hash(db, &key_hash).await?;
         if let Some(found) = &found {
-            keys.insert(key_hash, found.clone()).await;
+            touch(db, found.id);
+            if let Some(keys) = &self.keys {
+                keys.insert(key_hash, found.clone()).await;
+            }
         }
         Ok(found)
     }
+}
+
+/// Records the key's use in the background (at most once a minute, in the query itself): "last
+/// used" is then as fresh as the key cache allows, and costs a request nothing.
+fn touch(db: &sqlx::PgPool, id: uuid::Uuid) {
+    let db = db.clone();
+    tokio::spawn(async move {
+        if let Err(error) = db::api_keys::touch(&db, id).await {
+            tracing::debug!(%error, "could not record a key's use");
+        }
+    });
 }
 
 /// The SHA-256 of a key, as stored.
@@ -91,36 +104,54 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
-            if let Some(session) = crate::session::from_cookie(parts, state).await? {
-                if !parts.method.is_safe() {
-                    crate::session::check_csrf(parts, &session.csrf_token)?;
+        let address = crate::limits::client::address(parts, &state.config.limits.trusted_proxies);
+        crate::limits::refuse_if_failing(state, address)?;
+        let caller = match authenticate(parts, state).await {
+            Ok(caller) => caller,
+            Err(error) => {
+                if error.status() == axum::http::StatusCode::UNAUTHORIZED {
+                    crate::limits::count_failure(state, address);
                 }
-                return Ok(Self {
-                    key_id: session.key.id,
-                    tenant: session.key.tenant,
-                    scopes: session.key.scopes,
-                });
+                return Err(error);
             }
-            return Err(ApiError::unauthorized(
-                "missing Authorization: Bearer <api key>",
-            ));
         };
-        let key =
-            header.to_str().ok().and_then(bearer_token).ok_or_else(|| {
-                ApiError::unauthorized("expected Authorization: Bearer <api key>")
-            })?;
-        let found = state
-            .keys
-            .find(&state.db, hash_key(key))
-            .await?
-            .ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))?;
-        Ok(Self {
-            key_id: found.id,
-            tenant: found.tenant,
-            scopes: found.scopes,
-        })
+        crate::limits::admit_key(state, parts, caller.key_id)?;
+        Ok(caller)
     }
+}
+
+/// The caller by its bearer key or, without one, its dashboard session.
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
+    let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
+        if let Some(session) = crate::session::from_cookie(parts, state).await? {
+            if !parts.method.is_safe() {
+                crate::session::check_csrf(parts, &session.csrf_token)?;
+            }
+            return Ok(Caller {
+                key_id: session.key.id,
+                tenant: session.key.tenant,
+                scopes: session.key.scopes,
+            });
+        }
+        return Err(ApiError::unauthorized(
+            "missing Authorization: Bearer <api key>",
+        ));
+    };
+    let key = header
+        .to_str()
+        .ok()
+        .and_then(bearer_token)
+        .ok_or_else(|| ApiError::unauthorized("expected Authorization: Bearer <api key>"))?;
+    let found = state
+        .keys
+        .find(&state.db, hash_key(key))
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))?;
+    Ok(Caller {
+        key_id: found.id,
+        tenant: found.tenant,
+        scopes: found.scopes,
+    })
 }
 
 /// The token of a `Bearer` credential. Authentication schemes are case-insensitive (RFC 9110

@@ -16,7 +16,7 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
-    /// Seconds a client should wait before retrying (503s).
+    /// Seconds a client should wait before retrying (503s, 429s).
     retry_after: Option<u32>,
     /// Per-field problems of a request body, keyed by field path (`to[1]`, `subject`).
     fields: Option<serde_json::Map<String, serde_json::Value>>,
@@ -75,6 +75,14 @@ impl ApiError {
         Self {
             retry_after: Some(5),
             ..Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+        }
+    }
+
+    /// 429: the client must slow down; it may retry after `retry_after` seconds.
+    pub fn too_many(code: &'static str, message: impl Into<String>, retry_after: u32) -> Self {
+        Self {
+            retry_after: Some(retry_after.max(1)),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, code, message)
         }
     }
 

@@ -2,10 +2,11 @@
 //! same JSON error body as every other failure instead of axum's plain-text 400.
 
 use axum::{
+    Json,
     extract::{
-        FromRequestParts, Path, Query,
+        FromRequest, FromRequestParts, Path, Query, Request,
         path::ErrorKind,
-        rejection::{PathRejection, QueryRejection},
+        rejection::{JsonRejection, PathRejection, QueryRejection},
     },
     http::{StatusCode, request::Parts},
 };
@@ -91,6 +92,42 @@ fn query_error(rejection: &QueryRejection) -> ApiError {
     ApiError::new(
         StatusCode::UNPROCESSABLE_ENTITY,
         "invalid_filter",
+        rejection.body_text(),
+    )
+}
+
+/// [`Json`], rejecting a body that is not the expected JSON with 422 `invalid_body` (or 413
+/// past the route's body limit).
+#[derive(Debug, Clone, Copy)]
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(json_error(&rejection)),
+        }
+    }
+}
+
+/// Maps a JSON rejection to an error, keeping serde's explanation.
+pub fn json_error(rejection: &JsonRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is too large",
+        );
+    }
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_body",
         rejection.body_text(),
     )
 }

@@ -6,6 +6,7 @@
 //! - [`auth`]: bearer API keys, scopes and tenants.
 //! - [`extract`]: path and query extractors that reject with [`error::ApiError`].
 //! - [`deadline`]: the total time a request other than an upload may take.
+//! - [`limits`]: request rates, failed authentications and uploads in flight.
 //! - [`http_metrics`]: request counts and latency by route and status.
 //! - [`routes`]: one module per resource and action.
 //! - [`session`]: the dashboard's login cookie and CSRF token.
@@ -20,6 +21,7 @@ pub mod error;
 pub mod extract;
 pub mod http_metrics;
 pub mod keys;
+pub mod limits;
 pub mod routes;
 pub mod session;
 pub mod startup;

@@ -61,6 +61,22 @@ enum KeysCommand {
         #[arg(long)]
         notify_email: Option<String>,
     },
+    /// List keys, one a line: id, name, tenant, scopes, created, last used, revoked (tabs).
+    List {
+        /// Only this tenant's keys.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Revoke a key now; its dashboard sessions end, requests fail within
+    /// KILN_AUTH_CACHE_SECS.
+    Revoke { id: uuid::Uuid },
+    /// Make a new key like this one (printed once) and revoke this one after --overlap.
+    Rotate {
+        id: uuid::Uuid,
+        /// How long the old key keeps working, like 1h or 7d (default: not at all).
+        #[arg(long)]
+        overlap: Option<String>,
+    },
 }
 
 #[tokio::main]
@@ -91,29 +107,59 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Keys(KeysCommand::Create {
+        Command::Keys(command) => {
+            let pool = db::connect_lazy(&config.database_url, 1)?;
+            keys_command(&pool, command).await
+        }
+    }
+}
+
+async fn keys_command(pool: &sqlx::PgPool, command: KeysCommand) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::Create {
             name,
             scopes,
             tenant,
             notify_email,
-        }) => {
-            let pool = db::connect_lazy(&config.database_url, 1)?;
-            let created = keys::create(
-                &pool,
-                &name,
-                tenant.as_deref(),
-                &scopes,
-                notify_email.as_deref(),
-            )
-            .await?;
+        } => {
+            let spec = keys::KeySpec {
+                name: &name,
+                tenant: tenant.as_deref(),
+                scopes: &scopes,
+                notify_email: notify_email.as_deref(),
+            };
+            let created = keys::create(pool, &spec).await?;
             eprintln!(
                 "created API key {} ({name}); store it now, it is not shown again:",
                 created.id
             );
             println!("{}", created.key);
-            Ok(())
+        }
+        KeysCommand::List { tenant } => {
+            for key in keys::list(pool, tenant.as_deref()).await? {
+                println!("{}", keys::list_line(&key));
+            }
+        }
+        KeysCommand::Revoke { id } => {
+            keys::revoke(pool, id).await?;
+            eprintln!("revoked API key {id}");
+        }
+        KeysCommand::Rotate { id, overlap } => {
+            let overlap = match overlap.as_deref().map(str::trim) {
+                None | Some("0") => std::time::Duration::ZERO,
+                Some(raw) => kiln_core::config::parse_retention("--overlap", raw)?,
+            };
+            let (created, old) = keys::rotate(pool, id, overlap).await?;
+            let until = old.revoked_at.map_or_else(String::new, |t| t.to_rfc3339());
+            eprintln!(
+                "created API key {} to replace {id}, which works until {until}; \
+                 store the new key now, it is not shown again:",
+                created.id
+            );
+            println!("{}", created.key);
         }
     }
+    Ok(())
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

@@ -4,6 +4,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
+use axum::extract::ConnectInfo;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
     server::{conn::auto::Builder, graceful::GracefulShutdown},
@@ -12,6 +13,7 @@ use hyper_util::{
 use kiln_core::{Config, cache::Cache, db, queue::Publisher, storage::Storage};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt as _;
 
 use crate::{routes::router, state::AppState};
 
@@ -52,6 +54,12 @@ impl Application {
         let grace = self.state.config.shutdown_grace;
         let header_timeout = self.state.config.header_timeout;
         let writes = self.state.writes.clone();
+        tokio::spawn(
+            self.state
+                .rates
+                .clone()
+                .sync_until(self.state.cache.clone(), cancel.clone()),
+        );
         let app = router(self.state);
         let mut builder = Builder::new(TokioExecutor::new());
         builder
@@ -65,7 +73,7 @@ impl Application {
             .keep_alive_timeout(header_timeout);
         let connections = GracefulShutdown::new();
         loop {
-            let (stream, _) = tokio::select! {
+            let (stream, peer) = tokio::select! {
                 accepted = self.listener.accept() => match accepted {
                     Ok(accepted) => accepted,
                     Err(error) => {
@@ -78,7 +86,14 @@ impl Application {
                 () = cancel.cancelled() => break,
             };
             stream.set_nodelay(true).ok();
-            let service = TowerToHyperService::new(app.clone());
+            // The peer's address, for limits per client (see limits::client).
+            let app = app.clone().map_request(
+                move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(ConnectInfo(peer));
+                    request
+                },
+            );
+            let service = TowerToHyperService::new(app);
             let connection = builder
                 .serve_connection_with_upgrades(TokioIo::new(stream), service)
                 .into_owned();
@@ -116,14 +131,19 @@ pub fn build_state(config: Config) -> anyhow::Result<AppState> {
     let publisher = Publisher::new(config.amqp_url.clone(), "kiln-api", config.topology());
     let templates = kiln_core::templates::Templates::load(config.email_templates.as_deref())
         .context("KILN_EMAIL_TEMPLATES")?;
+    let usage_db =
+        db::connect_lazy_async_commit(&config.database_url, 4).context("DATABASE_URL")?;
     Ok(AppState {
+        usage_db,
         writes: kiln_core::db::job_writes::JobWrites::spawn(db.clone()),
         db,
-        cache,
+        cache: cache.clone(),
         storage,
         publisher,
         templates,
         keys: crate::auth::KeyCache::new(config.auth_cache_ttl),
+        rates: crate::limits::rate::RateLimiter::new(),
+        uploads: crate::limits::uploads::UploadSlots::new(&config.limits, cache.clone()),
         config: Arc::new(config),
     })
 }

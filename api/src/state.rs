@@ -9,6 +9,9 @@ use sqlx::PgPool;
 #[derive(Clone)]
 pub struct AppState {
     pub db: PgPool,
+    /// For usage counters: commits that do not wait for the disk (see
+    /// `kiln_core::db::connect_lazy_async_commit`).
+    pub usage_db: PgPool,
     /// Batched `published_at` records (group commit under load).
     pub writes: kiln_core::db::job_writes::JobWrites,
     pub cache: Cache,
@@ -18,5 +21,9 @@ pub struct AppState {
     pub templates: Templates,
     /// Active API keys by hash, kept briefly so a request costs no key lookup in Postgres.
     pub keys: crate::auth::KeyCache,
+    /// Request rate buckets, shared with the other API processes through Redis.
+    pub rates: crate::limits::rate::RateLimiter,
+    /// Uploads in flight, per process and per tenant.
+    pub uploads: crate::limits::uploads::UploadSlots,
     pub config: Arc<Config>,
 }

@@ -158,6 +158,17 @@ impl Cache {
         deleted
     }
 
+    /// The Redis connection, for other small shared state (the API's limits), to be used
+    /// through [`bounded`] so a dead Redis costs no more there than here.
+    pub fn connection(&self) -> ConnectionManager {
+        self.redis.clone()
+    }
+
+    /// The namespace keys are prefixed with.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
     /// Whether Redis answers a PING (for readiness checks).
     pub async fn ping(&self) -> Result<(), redis::RedisError> {
         let mut redis = self.redis.clone();
@@ -197,6 +208,13 @@ impl Cache {
 
 fn generation_key(key: &str) -> String {
     format!("{key}:gen")
+}
+
+/// Runs a Redis command within the cache's time-out.
+pub async fn bounded<T>(
+    command: impl Future<Output = redis::RedisResult<T>>,
+) -> redis::RedisResult<T> {
+    with_timeout(command).await
 }
 
 async fn with_timeout<T>(

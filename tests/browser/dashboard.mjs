@@ -87,6 +87,15 @@ try {
     return { ok, workers, counted };
   });
 
+  // The usage panel shows the tenant that sent the (dead) email, with its chart.
+  await eventually("the usage panel lists the email's tenant", async () => {
+    const rows = await page.$$eval("#usage-tenants tbody tr", (rows) =>
+      rows.map((row) => [...row.children].map((cell) => cell.textContent)));
+    const chart = await page.$("#chart-usage canvas");
+    const ok = rows.some((row) => Number(row[4]) >= 1) && chart !== null;
+    return { ok, rows };
+  });
+
   // A change without the CSRF token is refused, even with the session cookie.
   const forged = await page.evaluate(async (id) => {
     const r = await fetch(`/v1/admin/jobs/${id}/retry`, { method: "POST", credentials: "same-origin" });

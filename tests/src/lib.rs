@@ -321,11 +321,21 @@ impl TestApp {
             .await
     }
 
+    /// [`Self::wait_for_media`] with another key.
+    pub async fn wait_for_media_as(&self, key: &str, id: &str) -> Value {
+        self.wait_for_status_as(key, &format!("/v1/media/{id}"), &["ready", "failed"])
+            .await
+    }
+
     /// Polls `GET path` until its `status` is one of `terminal` (two minutes at most).
     async fn wait_for_status(&self, path: &str, terminal: &[&str]) -> Value {
+        self.wait_for_status_as(&self.key, path, terminal).await
+    }
+
+    async fn wait_for_status_as(&self, key: &str, path: &str, terminal: &[&str]) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
         loop {
-            let answer = self.get(path).await;
+            let answer = self.get_as(Some(key), path).await;
             let status = answer.body["status"].as_str().unwrap_or_default();
             if terminal.contains(&status) {
                 return answer.body;

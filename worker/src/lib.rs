@@ -61,6 +61,8 @@ pub struct Context {
     pub slots: slots::Slots,
     /// The jobs running here, reported with each heartbeat.
     pub held: held::Held,
+    /// Usage per tenant (processing time, variant bytes, emails sent), written in batches.
+    pub usage: kiln_core::db::usage::Recorder,
 }
 
 impl Context {
@@ -92,6 +94,7 @@ impl Context {
         let templates =
             Templates::load(config.email_templates.as_deref()).context("KILN_EMAIL_TEMPLATES")?;
         Ok(Self {
+            usage: kiln_core::db::usage::Recorder::spawn(db.clone()),
             writes: JobWrites::spawn(db.clone()),
             db,
             templates,

@@ -31,11 +31,13 @@ async fn main() -> anyhow::Result<()> {
     };
     let heartbeat = heartbeat::Heartbeat::start(&ctx.config, registration, report).await?;
     let writes = ctx.writes.clone();
+    let usage = ctx.usage.clone();
     consumer::run(ctx, queues, cancel).await;
     // Drained (or out of grace): what is still running here may be taken over at once.
     heartbeat.stop().await;
     // Emails enqueued by the last jobs: record their publishes rather than leave them to the relay.
     writes.flush_published().await;
+    usage.flush().await;
     metrics_task.await.ok();
     tracing::info!("worker stopped");
     telemetry.shutdown().await;

@@ -52,6 +52,15 @@ pub async fn media_outcome(
     let Some(address) = db::api_keys::notify_address(&mut *conn, key_id).await? else {
         return Ok(None);
     };
+    // Kiln's own emails count against the tenant's daily limit like any other.
+    if !db::usage::take_email(&mut *conn, &media.tenant, ctx.config.limits.emails_per_day).await? {
+        metrics::counter!("kiln_notifications_skipped_total", "reason" => "quota").increment(1);
+        tracing::warn!(
+            tenant = media.tenant,
+            "notification not sent: the daily email quota is used up"
+        );
+        return Ok(None);
+    }
     let variants: Vec<Value> = variants
         .iter()
         .map(|v| {
@@ -103,6 +112,9 @@ pub async fn media_outcome(
     .await?;
     if email.is_some() {
         metrics::counter!("kiln_notifications_enqueued_total", "template" => template).increment(1);
+    } else {
+        // Sent by an earlier attempt already: not a second email.
+        db::usage::give_back_email(&mut *conn, &media.tenant).await?;
     }
     Ok(email)
 }

@@ -142,6 +142,14 @@ async fn run(ctx: &Context, envelope: &Envelope, shutdown: &CancellationToken) -
     };
     metrics::histogram!("kiln_job_duration_seconds", "kind" => kind.as_str())
         .record(started.elapsed().as_secs_f64());
+    if let Some(tenant) = &job.tenant {
+        let added = kiln_core::db::usage::Added {
+            processing_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
+            emails_sent: i64::from(kind == JobKind::Email && result.is_ok()),
+            ..Default::default()
+        };
+        ctx.usage.add(tenant, added).await;
+    }
 
     match result {
         Ok(()) => {

@@ -6,6 +6,7 @@ mod emails;
 mod health;
 mod jobs;
 pub mod media;
+mod usage;
 
 use axum::{
     Router,
@@ -42,6 +43,8 @@ pub fn router(state: AppState) -> Router {
             get(media::variant::get_variant),
         )
         .route("/v1/jobs/{id}", get(jobs::get_job))
+        .route("/v1/usage", get(usage::tenant))
+        .route("/v1/admin/usage", get(usage::all))
         .route(
             "/v1/emails",
             post(emails::send::send_email).layer(DefaultBodyLimit::max(emails::BODY_LIMIT)),
@@ -54,6 +57,12 @@ pub fn router(state: AppState) -> Router {
             "/v1/admin/jobs/discard",
             post(admin::jobs::discard_matching),
         )
+        .route(
+            "/v1/admin/keys",
+            get(admin::keys::list).post(admin::keys::create),
+        )
+        .route("/v1/admin/keys/{id}/revoke", post(admin::keys::revoke))
+        .route("/v1/admin/keys/{id}/rotate", post(admin::keys::rotate))
         .route("/v1/admin/queues", get(admin::queues::list))
         .route("/v1/admin/jobs/{id}/retry", post(admin::jobs::retry_one))
         .route("/v1/admin/jobs/{id}", delete(admin::jobs::discard))
@@ -62,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::not_found("route") })
         // route_layer: runs after routing, so the matched path (the route template) is known.
         .route_layer(axum::middleware::from_fn(crate::http_metrics::record))
+        .layer(axum::middleware::from_fn(crate::limits::headers))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::deadline::limit,

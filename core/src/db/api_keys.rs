@@ -62,7 +62,7 @@ pub async fn find_active_by_hash(
     sqlx::query_as!(
         ApiKey,
         "SELECT id, name, tenant, scopes FROM api_keys
-         WHERE key_hash = $1 AND revoked_at IS NULL",
+         WHERE key_hash = $1 AND (revoked_at IS NULL OR revoked_at > now())",
         key_hash,
     )
     .fetch_optional(db)
@@ -75,7 +75,8 @@ pub async fn notify_address(
     id: Uuid,
 ) -> Result<Option<String>, sqlx::Error> {
     let address = sqlx::query_scalar!(
-        "SELECT notify_email FROM api_keys WHERE id = $1 AND revoked_at IS NULL",
+        "SELECT notify_email FROM api_keys
+         WHERE id = $1 AND (revoked_at IS NULL OR revoked_at > now())",
         id
     )
     .fetch_optional(db)
@@ -98,9 +99,117 @@ pub async fn digest_recipients(
         DigestRecipient,
         r#"SELECT DISTINCT ON (tenant) tenant, notify_email AS "address!"
            FROM api_keys
-           WHERE notify_email IS NOT NULL AND revoked_at IS NULL
+           WHERE notify_email IS NOT NULL AND (revoked_at IS NULL OR revoked_at > now())
            ORDER BY tenant, created_at"#
     )
     .fetch_all(db)
     .await
+}
+
+/// A key as operators see it: everything but its hash.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeyRecord {
+    pub id: Uuid,
+    pub name: String,
+    pub tenant: String,
+    /// The key's first characters, to tell keys apart.
+    pub prefix: String,
+    pub scopes: Vec<String>,
+    pub notify_email: Option<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub last_used_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When the key stops (or stopped) working; may be ahead during a rotation's overlap.
+    pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub replaced_by: Option<Uuid>,
+}
+
+/// Every key, oldest first, optionally of one tenant.
+pub async fn list(
+    db: impl PgExecutor<'_>,
+    tenant: Option<&str>,
+) -> Result<Vec<KeyRecord>, sqlx::Error> {
+    sqlx::query_as!(
+        KeyRecord,
+        "SELECT id, name, tenant, prefix, scopes, notify_email, created_at, last_used_at,
+                revoked_at, replaced_by
+         FROM api_keys
+         WHERE $1::text IS NULL OR tenant = $1
+         ORDER BY created_at, id",
+        tenant,
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// One key.
+pub async fn find(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<KeyRecord>, sqlx::Error> {
+    sqlx::query_as!(
+        KeyRecord,
+        "SELECT id, name, tenant, prefix, scopes, notify_email, created_at, last_used_at,
+                revoked_at, replaced_by
+         FROM api_keys WHERE id = $1",
+        id,
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// One key, locked for a change when inside a transaction.
+pub async fn find_for_update(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+) -> Result<Option<KeyRecord>, sqlx::Error> {
+    sqlx::query_as!(
+        KeyRecord,
+        "SELECT id, name, tenant, prefix, scopes, notify_email, created_at, last_used_at,
+                revoked_at, replaced_by
+         FROM api_keys WHERE id = $1 FOR UPDATE",
+        id,
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// Revokes a key `after` from now (never later than a revocation already set); with no delay,
+/// its dashboard sessions end too. Returns the key as it now is.
+pub async fn revoke(
+    db: &mut sqlx::PgConnection,
+    id: Uuid,
+    after: std::time::Duration,
+    replaced_by: Option<Uuid>,
+) -> Result<Option<KeyRecord>, sqlx::Error> {
+    let after_secs = after.as_secs_f64();
+    let key = sqlx::query_as!(
+        KeyRecord,
+        "UPDATE api_keys
+         SET revoked_at = LEAST(COALESCE(revoked_at, 'infinity'),
+                                now() + make_interval(secs => $2)),
+             replaced_by = COALESCE($3, replaced_by)
+         WHERE id = $1
+         RETURNING id, name, tenant, prefix, scopes, notify_email, created_at, last_used_at,
+                   revoked_at, replaced_by",
+        id,
+        after_secs,
+        replaced_by,
+    )
+    .fetch_optional(&mut *db)
+    .await?;
+    if key.is_some() && after.is_zero() {
+        sqlx::query!("DELETE FROM admin_sessions WHERE api_key_id = $1", id)
+            .execute(&mut *db)
+            .await?;
+    }
+    Ok(key)
+}
+
+/// Records that a key was used, at most once a minute.
+pub async fn touch(db: impl PgExecutor<'_>, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE api_keys SET last_used_at = now()
+         WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
+        id,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
 }

@@ -16,6 +16,7 @@ pub mod retention;
 pub mod schedules;
 pub mod sessions;
 pub mod stats;
+pub mod usage;
 pub mod workers;
 
 use std::time::Duration;
@@ -31,6 +32,20 @@ pub fn connect_lazy(url: &SecretString, max_connections: u32) -> Result<PgPool, 
         // Fail a request quickly instead of queueing it behind a dead database.
         .acquire_timeout(Duration::from_secs(3))
         .connect_lazy(url.expose_secret())
+}
+
+/// Like [`connect_lazy`], for counters whose last fraction of a second may be lost in a
+/// Postgres crash (usage): commits do not wait for the WAL flush, so a hot counter row's lock
+/// is held for microseconds rather than a disk sync.
+pub fn connect_lazy_async_commit(
+    url: &SecretString,
+    max_connections: u32,
+) -> Result<PgPool, sqlx::Error> {
+    let options: sqlx::postgres::PgConnectOptions = url.expose_secret().parse()?;
+    Ok(PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(3))
+        .connect_lazy_with(options.options([("synchronous_commit", "off")])))
 }
 
 /// Whether `error` means Postgres could not be reached or could not serve the statement right

@@ -43,7 +43,7 @@ pub async fn find(db: impl PgExecutor<'_>, id_hash: &[u8]) -> Result<Option<Sess
     let row = sqlx::query!(
         "SELECT k.id, k.name, k.tenant, k.scopes, s.csrf_token
          FROM admin_sessions s JOIN api_keys k ON k.id = s.api_key_id
-         WHERE s.id_hash = $1 AND s.expires_at > now() AND k.revoked_at IS NULL",
+         WHERE s.id_hash = $1 AND s.expires_at > now() AND (k.revoked_at IS NULL OR k.revoked_at > now())",
         id_hash,
     )
     .fetch_optional(db)

@@ -16,6 +16,12 @@ async fn app() -> TestApp {
         ..Options::default()
             .env("KILN_HEADER_TIMEOUT_SECS", "1")
             .env("KILN_REQUEST_TIMEOUT_SECS", "2")
+            // Connections, not rates or caps, are what these tests are about.
+            .env("KILN_RATE_LIMIT", "0")
+            .env("KILN_MAX_UPLOADS_IN_FLIGHT", "0")
+            .env("KILN_TENANT_UPLOADS_IN_FLIGHT", "0")
+            .env("KILN_UPLOAD_MIN_BYTES_PER_SEC", "1000")
+            .env("KILN_UPLOAD_RATE_WINDOW_SECS", "2")
     })
     .await
 }
@@ -88,4 +94,56 @@ async fn a_trickling_body_gets_a_408_within_the_request_deadline() {
     let sent = read_until_closed(&mut stream).await;
     assert!(sent.starts_with("HTTP/1.1 408"), "{sent}");
     assert!(sent.contains("\"request_timeout\""), "{sent}");
+}
+
+#[tokio::test]
+async fn connections_trickling_bodies_are_all_answered_408_while_a_normal_client_is_served() {
+    let app = app().await;
+    let mut tricklers = Vec::new();
+    for n in 0..300 {
+        let stream = connect(&app).await;
+        // Half are uploads (held to the minimum pace), half JSON (held to the deadline).
+        let (path, kind) = if n % 2 == 0 {
+            ("/v1/media", "image/jpeg")
+        } else {
+            ("/v1/emails", "application/json")
+        };
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: kiln\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: {kind}\r\nContent-Length: 100000\r\n\r\n",
+            app.key
+        );
+        let (mut reader, mut writer) = stream.into_split();
+        writer.write_all(head.as_bytes()).await.expect("head");
+        let start = if n % 2 == 0 {
+            kiln_tests::images::sideways_jpeg(64, 32)[..16].to_vec()
+        } else {
+            b"{\"to\":".to_vec()
+        };
+        writer.write_all(&start).await.expect("start of body");
+        // One more byte every half second, until the server hangs up.
+        let trickle = tokio::spawn(async move {
+            while writer.write_all(b" ").await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+        let answer = tokio::spawn(async move {
+            let mut received = Vec::new();
+            let read = reader.read_to_end(&mut received);
+            let read = tokio::time::timeout(Duration::from_secs(60), read).await;
+            assert!(read.is_ok(), "the server never closed the connection");
+            String::from_utf8_lossy(&received).into_owned()
+        });
+        tricklers.push((trickle, answer));
+    }
+    for _ in 0..5 {
+        let answer = app.get_as(None, "/healthz").await;
+        assert_eq!(answer.status, 200);
+    }
+    for (trickle, answer) in tricklers {
+        let sent = answer.await.expect("reader");
+        trickle.abort();
+        assert!(sent.starts_with("HTTP/1.1 408"), "{sent}");
+    }
+    assert!(app.stored_files().is_empty(), "{:?}", app.stored_files());
 }

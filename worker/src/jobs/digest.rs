@@ -62,6 +62,18 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
             text: rendered.text,
             html: rendered.html,
         };
+        let limit = ctx.config.limits.emails_per_day;
+        if !db::usage::take_email(&ctx.db, &recipient.tenant, limit)
+            .await
+            .retry()?
+        {
+            metrics::counter!("kiln_notifications_skipped_total", "reason" => "quota").increment(1);
+            tracing::warn!(
+                tenant = recipient.tenant,
+                "digest not sent: the daily email quota is used up"
+            );
+            continue;
+        }
         let inserted = db::jobs::insert_deduplicated(
             &ctx.db,
             &db::jobs::NewJob {
@@ -79,6 +91,11 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
         if let Some(email) = inserted {
             kiln_core::queue::publish_committed(&ctx.writes, &ctx.publisher, &email).await;
             sent += 1;
+        } else {
+            // Enqueued by an earlier attempt: not a second email.
+            db::usage::give_back_email(&ctx.db, &recipient.tenant)
+                .await
+                .retry()?;
         }
     }
     metrics::counter!("kiln_notifications_enqueued_total", "template" => "digest").increment(sent);

@@ -179,6 +179,16 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
     if let Some(email) = notification {
         kiln_core::queue::publish_committed(&ctx.writes, &ctx.publisher, &email).await;
     }
+    let variant_bytes = rows.iter().map(|row| row.bytes).sum();
+    ctx.usage
+        .add(
+            &ready.tenant,
+            db::usage::Added {
+                variant_bytes,
+                ..Default::default()
+            },
+        )
+        .await;
     tracing::info!(media.id = %media_id, variants = rows.len(), "media ready");
     Ok(())
 }

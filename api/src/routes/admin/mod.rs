@@ -3,5 +3,6 @@
 
 pub mod backups;
 pub mod jobs;
+pub mod keys;
 pub mod queues;
 pub mod schedules;

@@ -63,6 +63,7 @@ pub async fn data(
     let workers = db::workers::list_alive(&state.db, state.config.heartbeat_timeout).await?;
     let schedules = db::schedules::list(&state.db).await?;
     let backups = db::backups::list(&state.db).await?;
+    let usage = crate::routes::usage::dashboard_panel(&state).await?;
     let job = |j: &db::jobs::Job| {
         json!({
             "id": j.id, "kind": j.kind, "status": j.status, "tenant": j.tenant,
@@ -83,6 +84,7 @@ pub async fn data(
             "id": w.id, "host": w.host, "pid": w.pid, "queues": w.queues,
             "started_at": w.started_at, "heartbeat_at": w.heartbeat_at, "running": w.running,
         })).collect::<Vec<_>>(),
+        "usage": usage,
         "schedules": schedules,
         "backups": {
             "last_good": backups.first(),

@@ -17,6 +17,7 @@ use serde::Deserialize;
 use crate::{
     auth::{hash_key, scope},
     error::ApiError,
+    limits::client::ClientAddress,
     session,
     state::AppState,
 };
@@ -49,8 +50,10 @@ pub struct Login {
 /// Trades an admin key for a session cookie, then back to the dashboard.
 pub async fn login(
     State(state): State<AppState>,
+    ClientAddress(address): ClientAddress,
     form: Result<Form<Login>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, ApiError> {
+    crate::limits::refuse_if_failing(&state, address)?;
     let Ok(Form(login)) = form else {
         return Ok(login_page(
             StatusCode::BAD_REQUEST,
@@ -60,6 +63,7 @@ pub async fn login(
     let key = db::api_keys::find_active_by_hash(&state.db, &hash_key(login.key.trim())).await?;
     let Some(key) = key else {
         tracing::warn!("dashboard login with an unknown or revoked key");
+        crate::limits::count_failure(&state, address);
         return Ok(login_page(
             StatusCode::UNAUTHORIZED,
             "Unknown or revoked API key.",

@@ -48,8 +48,13 @@ pub async fn send_email(
         .map(|a| mask_email(a))
         .unwrap_or_default();
 
+    // Counted before it is accepted, so no two processes both take the last one of the day.
+    let limit = state.config.limits.emails_per_day;
+    if !db::usage::take_email(&state.usage_db, &caller.tenant, limit).await? {
+        return Err(crate::limits::quota_exceeded("emails", limit));
+    }
     // Alone in its transaction: group-committed with other emails accepted meanwhile.
-    let job = state
+    let inserted = state
         .writes
         .insert(&db::jobs::NewJob {
             id: Uuid::now_v7(),
@@ -59,7 +64,16 @@ pub async fn send_email(
             max_attempts: state.config.max_attempts(JobKind::Email),
             traceparent: trace,
         })
-        .await?;
+        .await;
+    let job = match inserted {
+        Ok(job) => job,
+        Err(error) => {
+            db::usage::give_back_email(&state.usage_db, &caller.tenant)
+                .await
+                .ok();
+            return Err(error.into());
+        }
+    };
     // Committed: from here the email will be sent, by this publish or by the relay.
     kiln_core::queue::publish_committed(&state.writes, &state.publisher, &job).await;
     metrics::counter!("kiln_jobs_enqueued_total", "kind" => JobKind::Email.as_str()).increment(1);

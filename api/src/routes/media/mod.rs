@@ -2,6 +2,7 @@
 
 pub mod delete;
 pub mod get;
+mod pace;
 pub mod upload;
 pub mod variant;
 pub mod view;

@@ -2,10 +2,10 @@
 //! is from its bytes, then records the media and its job in one transaction.
 //!
 //! Every rejection happens before a job exists, and leaves no file behind:
-//! empty → 400, stalled → 408, too large → 413, not an image → 415, too many pixels or
+//! too many in flight → 429, empty → 400, slower than the minimum pace → 408, too large → 413, not an image → 415, too many pixels or
 //! unreadable header → 422.
 
-use std::{future::Future, time::Duration};
+use std::time::Duration;
 
 use axum::{
     Json,
@@ -26,7 +26,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::view::MediaView;
+use super::{pace::Pace, view::MediaView};
 use crate::{
     auth::{Caller, scope},
     error::ApiError,
@@ -38,12 +38,14 @@ use crate::{
 const HEAD_KEEP: usize = 256 * 1024;
 /// How far into the stored file a header may be looked for.
 const HEADER_SEARCH: u64 = 16 * 1024 * 1024;
-/// How long the client may send nothing before the upload is given up: a stalled client would
-/// otherwise hold a connection, a storage writer and a partial object indefinitely.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The upload's bytes, from a raw body or the `file` field of a multipart form, read at a
+/// minimum pace.
+struct Source {
+    body: Body,
+    pace: Pace,
+}
 
-/// The upload's bytes, from a raw body or the `file` field of a multipart form.
-enum Source {
+enum Body {
     Raw(axum::body::BodyDataStream),
     Multipart(Box<multer::Field<'static>>),
 }
@@ -51,7 +53,7 @@ enum Source {
 impl Source {
     /// Finds the upload in the request. Multipart fields before `file` are read and discarded,
     /// and count against `limit`: otherwise a huge leading field would be read without bound.
-    async fn open(request: Request, limit: u64) -> Result<Self, ApiError> {
+    async fn open(request: Request, limit: u64, mut pace: Pace) -> Result<Self, ApiError> {
         let content_type = request
             .headers()
             .get(header::CONTENT_TYPE)
@@ -60,18 +62,25 @@ impl Source {
             .to_owned();
         let body = request.into_body().into_data_stream();
         if !content_type.starts_with("multipart/form-data") {
-            return Ok(Self::Raw(body));
+            return Ok(Self {
+                body: Body::Raw(body),
+                pace,
+            });
         }
         let invalid = |e: multer::Error| ApiError::bad_request("invalid_multipart", e.to_string());
         let boundary = multer::parse_boundary(&content_type).map_err(invalid)?;
         let mut form = multer::Multipart::new(body, boundary);
         let mut skipped = 0u64;
-        while let Some(field) = idle(form.next_field()).await?.map_err(invalid)? {
-            let field = Box::new(field);
-            if field.name() == Some("file") {
-                return Ok(Self::Multipart(field));
+        while let Some(field) = pace.read(form.next_field()).await?.map_err(invalid)? {
+            let mut source = Self {
+                body: Body::Multipart(Box::new(field)),
+                pace,
+            };
+            if source.field_name() == Some("file") {
+                return Ok(source);
             }
-            skip_field(field, &mut skipped, limit).await?;
+            source.skip_field(&mut skipped, limit).await?;
+            pace = source.pace;
         }
         Err(ApiError::bad_request(
             "missing_file",
@@ -79,54 +88,49 @@ impl Source {
         ))
     }
 
+    fn field_name(&self) -> Option<&str> {
+        match &self.body {
+            Body::Multipart(field) => field.name(),
+            Body::Raw(_) => None,
+        }
+    }
+
     /// The next chunk of the upload; `None` at its end.
     async fn next(&mut self) -> Result<Option<Bytes>, ApiError> {
-        let chunk = match self {
-            Self::Raw(stream) => idle(stream.next())
+        let chunk = match &mut self.body {
+            Body::Raw(stream) => self
+                .pace
+                .read(stream.next())
                 .await?
                 .transpose()
                 .map_err(|e| e.to_string()),
-            Self::Multipart(field) => idle(field.chunk()).await?.map_err(|e| e.to_string()),
+            Body::Multipart(field) => self
+                .pace
+                .read(field.chunk())
+                .await?
+                .map_err(|e| e.to_string()),
         };
-        chunk.map_err(|e| {
+        let chunk = chunk.map_err(|e| {
             ApiError::bad_request("upload_interrupted", format!("reading the upload: {e}"))
-        })
-    }
-}
-
-/// Reads a multipart field that is not the upload to its end, adding its size to `skipped`.
-async fn skip_field(
-    mut field: Box<multer::Field<'static>>,
-    skipped: &mut u64,
-    limit: u64,
-) -> Result<(), ApiError> {
-    let invalid = |e: multer::Error| ApiError::bad_request("invalid_multipart", e.to_string());
-    while let Some(chunk) = idle(field.chunk()).await?.map_err(invalid)? {
-        *skipped += chunk.len() as u64;
-        if *skipped > limit {
-            Source::Multipart(field).drain().await;
-            return Err(too_large(limit));
+        })?;
+        if let Some(chunk) = &chunk {
+            self.pace.count(chunk.len())?;
         }
+        Ok(chunk)
     }
-    Ok(())
-}
 
-/// Awaits one read of the body, failing with 408 if the client sends nothing for
-/// [`IDLE_TIMEOUT`].
-async fn idle<T>(read: impl Future<Output = T>) -> Result<T, ApiError> {
-    tokio::time::timeout(IDLE_TIMEOUT, read).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "upload_timeout",
-            format!(
-                "nothing was received for {} seconds",
-                IDLE_TIMEOUT.as_secs()
-            ),
-        )
-    })
-}
+    /// Reads a multipart field that is not the upload to its end, adding its size to `skipped`.
+    async fn skip_field(&mut self, skipped: &mut u64, limit: u64) -> Result<(), ApiError> {
+        while let Some(chunk) = self.next().await? {
+            *skipped += chunk.len() as u64;
+            if *skipped > limit {
+                self.drain().await;
+                return Err(too_large(limit));
+            }
+        }
+        Ok(())
+    }
 
-impl Source {
     /// Reads and discards what the client is still sending (within bounds) so that it gets to
     /// read the error answer: most HTTP clients report a broken pipe instead of a response when
     /// the server stops reading mid-body and closes.
@@ -164,17 +168,23 @@ pub async fn upload(
     request: Request,
 ) -> Result<Response, ApiError> {
     caller.require(scope::MEDIA)?;
+    // Held until the upload is stored or refused: the caps count what is being received.
+    let _slot = state.uploads.acquire(&caller.tenant).await?;
+    refuse_if_over_quota(&state, &caller.tenant).await?;
     let trace = crate::trace_layer::JobTrace::of(request.extensions()).0;
     let limit = state.config.max_upload_bytes;
+    let pace = Pace::new(&state.config.limits);
     if declared_length(request.headers()).is_some_and(|len| len > limit + MULTIPART_SLACK) {
         // Refused from the header alone, but still drained (within bounds) so the client,
         // which is still sending, gets to read the 413 instead of a broken pipe.
-        Source::Raw(request.into_body().into_data_stream())
-            .drain()
-            .await;
+        let mut source = Source {
+            body: Body::Raw(request.into_body().into_data_stream()),
+            pace,
+        };
+        source.drain().await;
         return Err(too_large(limit));
     }
-    let mut source = Source::open(request, limit).await?;
+    let mut source = Source::open(request, limit, pace).await?;
 
     let media_id = Uuid::now_v7();
     let original_key = format!("originals/{media_id}");
@@ -201,6 +211,7 @@ pub async fn upload(
     };
     let recorded = async {
         let mut tx = state.db.begin().await?;
+        take_upload_quota(&state, &mut tx, &caller.tenant, media.bytes).await?;
         let job = db::jobs::insert(
             &mut *tx,
             &db::jobs::NewJob {
@@ -264,6 +275,58 @@ pub async fn upload(
         updated_at: job.created_at,
     };
     Ok(accepted(view, job_id))
+}
+
+/// Refuses an upload before its bytes are read when the tenant's daily count is used up
+/// already (the count itself is taken on commit, see [`take_upload_quota`]).
+async fn refuse_if_over_quota(state: &AppState, tenant: &str) -> Result<(), ApiError> {
+    let limits = &state.config.limits;
+    if limits.uploads_per_day == 0 && limits.upload_bytes_per_day == 0 {
+        return Ok(());
+    }
+    let Some(today) = db::usage::today(&state.db, tenant).await? else {
+        return Ok(());
+    };
+    let used = |n: i64, limit: u64| limit > 0 && u64::try_from(n).unwrap_or(0) >= limit;
+    if used(today.uploads, limits.uploads_per_day) {
+        return Err(crate::limits::quota_exceeded(
+            "uploads",
+            limits.uploads_per_day,
+        ));
+    }
+    if used(today.upload_bytes, limits.upload_bytes_per_day) {
+        return Err(crate::limits::quota_exceeded(
+            "upload_bytes",
+            limits.upload_bytes_per_day,
+        ));
+    }
+    Ok(())
+}
+
+/// Counts the upload against the tenant's daily quotas, in the transaction that records it.
+async fn take_upload_quota(
+    state: &AppState,
+    tx: &mut sqlx::PgConnection,
+    tenant: &str,
+    bytes: i64,
+) -> Result<(), ApiError> {
+    let limits = &state.config.limits;
+    let taken = db::usage::take_upload(
+        tx,
+        tenant,
+        bytes,
+        limits.uploads_per_day,
+        limits.upload_bytes_per_day,
+    )
+    .await?;
+    taken.map_err(|quota| match quota {
+        db::usage::UploadQuota::Uploads => {
+            crate::limits::quota_exceeded("uploads", limits.uploads_per_day)
+        }
+        db::usage::UploadQuota::Bytes => {
+            crate::limits::quota_exceeded("upload_bytes", limits.upload_bytes_per_day)
+        }
+    })
 }
 
 /// The converted sizes recorded for the media and echoed in the answer.

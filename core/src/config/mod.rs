@@ -7,6 +7,10 @@ use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
 use secrecy::SecretString;
 
+mod limits;
+
+pub use limits::{Limits, Rate, RateLimits, parse_networks, parse_rate};
+
 /// A configuration value that could not be used; the message names the variable.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid {var}: {message}")]
@@ -144,6 +148,8 @@ pub struct Config {
     pub schedules: String,
     /// `LOG_FORMAT`: `text` (default) or `json`.
     pub log_format: LogFormat,
+    /// What one client may take from the API.
+    pub limits: Limits,
 }
 
 impl Config {
@@ -298,6 +304,7 @@ impl Config {
                 }
             },
             schedules: env.string("KILN_SCHEDULES", ""),
+            limits: Limits::read(&env)?,
             log_format: match env.string("LOG_FORMAT", "text").as_str() {
                 "text" => LogFormat::Text,
                 "json" => LogFormat::Json,

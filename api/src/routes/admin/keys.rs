@@ -1,0 +1,159 @@
+//! API keys for operators (admin scope): `GET /v1/admin/keys?tenant=`, `POST /v1/admin/keys`
+//! (the key is in this one answer only), `POST /v1/admin/keys/{id}/revoke` and
+//! `POST /v1/admin/keys/{id}/rotate` with an optional `{"overlap_secs": n}`.
+
+use std::time::Duration;
+
+use axum::{
+    Json,
+    extract::State,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use kiln_core::db::api_keys::KeyRecord;
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::{
+    auth::{Caller, scope},
+    error::ApiError,
+    extract::{ApiJson, ApiPath, ApiQuery},
+    keys::{self, KeyError, KeySpec},
+    state::AppState,
+};
+
+impl From<KeyError> for ApiError {
+    fn from(error: KeyError) -> Self {
+        match error {
+            KeyError::Invalid(message) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_key", message)
+            }
+            KeyError::TenantExists(_) => {
+                ApiError::new(StatusCode::CONFLICT, "tenant_exists", error.to_string())
+            }
+            KeyError::NotFound(_) => ApiError::not_found("API key"),
+            KeyError::Revoked(_) => {
+                ApiError::new(StatusCode::CONFLICT, "key_revoked", error.to_string())
+            }
+            KeyError::Database(error) => error.into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListFilter {
+    tenant: Option<String>,
+}
+
+/// Every key (or one tenant's), oldest first; never a secret or a hash.
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(filter): ApiQuery<ListFilter>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(scope::ADMIN)?;
+    let keys = keys::list(&state.db, filter.tenant.as_deref()).await?;
+    Ok(Json(json!({ "keys": keys })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewKey {
+    name: String,
+    tenant: Option<String>,
+    scopes: Vec<String>,
+    notify_email: Option<String>,
+}
+
+/// Creates a key: 201 with the key itself, which is never shown again.
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(new): ApiJson<NewKey>,
+) -> Result<Response, ApiError> {
+    caller.require(scope::ADMIN)?;
+    let spec = KeySpec {
+        name: &new.name,
+        tenant: new.tenant.as_deref(),
+        scopes: &new.scopes,
+        notify_email: new.notify_email.as_deref(),
+    };
+    let created = keys::create(&state.db, &spec).await?;
+    tracing::info!(key.id = %created.id, by = %caller.key_id, "API key created");
+    let record = find(&state, created.id).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(secret_body(&record, &created.key)),
+    )
+        .into_response())
+}
+
+/// Revokes a key now (not the caller's own: an operator cannot lock itself out by mistake).
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<KeyRecord>, ApiError> {
+    caller.require(scope::ADMIN)?;
+    if id == caller.key_id {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "own_key",
+            "a key cannot revoke itself; revoke it with another admin key or `kiln-api keys`",
+        ));
+    }
+    let key = keys::revoke(&state.db, id).await?;
+    tracing::info!(key.id = %id, by = %caller.key_id, "API key revoked");
+    Ok(Json(key))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rotation {
+    /// How long the old key keeps working.
+    #[serde(default)]
+    overlap_secs: u64,
+}
+
+/// Makes a new key like this one (201, the key in this answer only, the old key under
+/// `replaced`) and revokes the old one after the overlap. The body is optional.
+pub async fn rotate(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    caller.require(scope::ADMIN)?;
+    let rotation: Rotation = if body.iter().all(u8::is_ascii_whitespace) {
+        Rotation::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                e.to_string(),
+            )
+        })?
+    };
+    let overlap = Duration::from_secs(rotation.overlap_secs.min(keys::MAX_OVERLAP.as_secs() + 1));
+    let (created, old) = keys::rotate(&state.db, id, overlap).await?;
+    tracing::info!(key.id = %created.id, replaces = %id, by = %caller.key_id, "API key rotated");
+    let record = find(&state, created.id).await?;
+    let mut body = secret_body(&record, &created.key);
+    body["replaced"] = serde_json::to_value(&old).unwrap_or_default();
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+async fn find(state: &AppState, id: Uuid) -> Result<KeyRecord, ApiError> {
+    kiln_core::db::api_keys::find(&state.db, id)
+        .await?
+        .ok_or_else(|| ApiError::internal("a key just created is missing"))
+}
+
+/// The key's record with the key itself, for the one answer that shows it.
+fn secret_body(record: &KeyRecord, key: &str) -> serde_json::Value {
+    let mut body = serde_json::to_value(record).unwrap_or_default();
+    body["key"] = json!(key);
+    body
+}
