@@ -109,7 +109,11 @@ impl FromRequestParts<AppState> for Caller {
         let caller = match authenticate(parts, state).await {
             Ok(caller) => caller,
             Err(error) => {
-                if error.status() == axum::http::StatusCode::UNAUTHORIZED {
+                // A wrong key is a guess; no key at all (or an expired session) is not.
+                let presented = parts
+                    .headers
+                    .contains_key(axum::http::header::AUTHORIZATION);
+                if presented && error.status() == axum::http::StatusCode::UNAUTHORIZED {
                     crate::limits::count_failure(state, address);
                 }
                 return Err(error);

@@ -85,11 +85,17 @@ impl KeySpec<'_> {
 /// see the first one's media. Joining a tenant takes saying so.
 pub async fn create(pool: &PgPool, spec: &KeySpec<'_>) -> Result<CreatedKey, KeyError> {
     spec.check()?;
-    if spec.tenant.is_none() && db::api_keys::tenant_exists(pool, spec.name).await? {
-        return Err(KeyError::TenantExists(spec.name.to_owned()));
+    let mut tx = pool.begin().await?;
+    if spec.tenant.is_none() {
+        // Two creations of one new name at once: the second waits, then finds the tenant.
+        db::api_keys::lock_tenant(&mut *tx, spec.name).await?;
+        if db::api_keys::tenant_exists(&mut *tx, spec.name).await? {
+            return Err(KeyError::TenantExists(spec.name.to_owned()));
+        }
     }
-    let mut conn = pool.acquire().await?;
-    insert(&mut conn, spec).await
+    let created = insert(&mut tx, spec).await?;
+    tx.commit().await?;
+    Ok(created)
 }
 
 async fn insert(conn: &mut sqlx::PgConnection, spec: &KeySpec<'_>) -> Result<CreatedKey, KeyError> {

@@ -53,7 +53,14 @@ pub async fn media_outcome(
         return Ok(None);
     };
     // Kiln's own emails count against the tenant's daily limit like any other.
-    if !db::usage::take_email(&mut *conn, &media.tenant, ctx.config.limits.emails_per_day).await? {
+    if !db::usage::take_emails(
+        &mut *conn,
+        &media.tenant,
+        1,
+        ctx.config.limits.emails_per_day,
+    )
+    .await?
+    {
         metrics::counter!("kiln_notifications_skipped_total", "reason" => "quota").increment(1);
         tracing::warn!(
             tenant = media.tenant,
@@ -114,7 +121,7 @@ pub async fn media_outcome(
         metrics::counter!("kiln_notifications_enqueued_total", "template" => template).increment(1);
     } else {
         // Sent by an earlier attempt already: not a second email.
-        db::usage::give_back_email(&mut *conn, &media.tenant).await?;
+        db::usage::give_back_emails(&mut *conn, &media.tenant, 1).await?;
     }
     Ok(email)
 }

@@ -20,6 +20,8 @@ use tokio::time::Instant;
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(100);
 /// A bucket untouched this long, and full again, is forgotten.
 const IDLE_FORGET: Duration = Duration::from_secs(30);
+/// A bucket used within this long learns other processes' use of it at each sync.
+const RECENT: Duration = Duration::from_secs(2);
 
 /// Adds `ARGV[1]` cells of `ARGV[2]` µs each to the bucket at `KEYS[1]` (its arrival time in
 /// Redis's clock, µs), never letting it run more than `ARGV[3]` µs ahead, and returns how far
@@ -113,6 +115,16 @@ impl RateLimiter {
     fn decide(&self, policy: &'static str, key: String, rate: Rate, take: bool) -> Decision {
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if !take && !buckets.contains_key(&key) {
+            // A peek makes no bucket: every address that authenticates would get one to sync.
+            let fresh = Bucket {
+                rate,
+                full_at: now,
+                unsent: 0,
+                used_at: now,
+            };
+            return fresh.decide(policy, now).0;
+        }
         let bucket = buckets.entry(key).or_insert(Bucket {
             rate,
             full_at: now,
@@ -197,7 +209,8 @@ impl RateLimiter {
         Ok(())
     }
 
-    /// The buckets in use, with the cells admitted since the last sync; forgets idle ones.
+    /// The buckets to exchange: those with cells admitted since the last sync, and those used
+    /// lately (whose use by other processes matters now). Forgets idle, full ones.
     fn take_unsent(&self) -> Vec<(String, u32, Rate)> {
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
@@ -206,6 +219,7 @@ impl RateLimiter {
         });
         buckets
             .iter_mut()
+            .filter(|(_, bucket)| bucket.unsent > 0 || now - bucket.used_at < RECENT)
             .map(|(key, bucket)| {
                 let unsent = std::mem::take(&mut bucket.unsent);
                 (key.clone(), unsent, bucket.rate)
@@ -213,11 +227,17 @@ impl RateLimiter {
             .collect()
     }
 
+    /// Puts back cells a failed sync did not deliver, but never more than the bucket still
+    /// holds: cells that drained meanwhile must not come back as a backlog once Redis does.
     fn restore_unsent(&self, batch: &[(String, u32, Rate)]) {
+        let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         for (key, unsent, _) in batch {
             if let Some(bucket) = buckets.get_mut(key) {
-                bucket.unsent += unsent;
+                let interval = bucket.rate.interval.as_nanos().max(1);
+                let held = bucket.full_at.saturating_duration_since(now).as_nanos();
+                let held = u32::try_from(held.div_ceil(interval)).unwrap_or(u32::MAX);
+                bucket.unsent = (bucket.unsent + unsent).min(held);
             }
         }
     }

@@ -30,6 +30,8 @@ if cap == 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
   return renewed
 end
+-- A retry of a call whose answer was lost: the lease is there already.
+if redis.call('ZSCORE', KEYS[1], ARGV[2]) then return 1 end
 if redis.call('ZCARD', KEYS[1]) >= cap then return 0 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
@@ -49,6 +51,12 @@ pub struct UploadSlot {
     _lease: Option<Lease>,
 }
 
+impl Drop for UploadSlot {
+    fn drop(&mut self) {
+        metrics::gauge!("kiln_uploads_in_flight").decrement(1.0);
+    }
+}
+
 struct Lease {
     cache: Cache,
     key: String,
@@ -59,22 +67,26 @@ struct Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         self.renewer.abort();
-        let (cache, key, token) = (self.cache.clone(), self.key.clone(), self.token.clone());
-        tokio::spawn(async move {
-            let mut redis = cache.connection();
-            let removed: redis::RedisResult<i64> = bounded(
-                redis::cmd("ZREM")
-                    .arg(&key)
-                    .arg(&token)
-                    .query_async(&mut redis),
-            )
-            .await;
-            if let Err(error) = removed {
-                // It lapses by itself within LEASE.
-                tracing::debug!(%error, "could not release an upload lease");
-            }
-        });
+        release(self.cache.clone(), self.key.clone(), self.token.clone());
     }
+}
+
+/// Removes a lease in the background; one that cannot be removed lapses within [`LEASE`].
+fn release(cache: Cache, key: String, token: String) {
+    tokio::spawn(async move {
+        let mut redis = cache.connection();
+        let removed: redis::RedisResult<i64> = bounded(
+            redis::cmd("ZREM")
+                .arg(&key)
+                .arg(&token)
+                .query_async(&mut redis),
+        )
+        .await;
+        if let Err(error) = removed {
+            // It lapses by itself within LEASE.
+            tracing::debug!(%error, "could not release an upload lease");
+        }
+    });
 }
 
 impl UploadSlots {
@@ -100,6 +112,7 @@ impl UploadSlots {
             0 => None,
             cap => self.lease(tenant, cap).await?,
         };
+        metrics::gauge!("kiln_uploads_in_flight").increment(1.0);
         Ok(UploadSlot {
             _local: local,
             _lease: lease,
@@ -130,11 +143,14 @@ impl UploadSlots {
         match granted {
             Ok(1) => {}
             Ok(_) => {
+                release(self.cache.clone(), key, token);
                 return Err(refused(&format!(
                     "this tenant already has {cap} uploads in flight (KILN_TENANT_UPLOADS_IN_FLIGHT)"
                 )));
             }
             Err(error) => {
+                // The script may have run and only its answer been lost.
+                release(self.cache.clone(), key, token);
                 metrics::counter!("kiln_upload_slot_errors_total").increment(1);
                 tracing::warn!(%error, "redis unavailable; uploads are capped per process only");
                 return Ok(None);

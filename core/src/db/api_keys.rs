@@ -43,6 +43,17 @@ pub async fn insert(db: impl PgExecutor<'_>, key: &NewApiKey<'_>) -> Result<(), 
     Ok(())
 }
 
+/// Holds, until the transaction ends, the lock that serialises creating keys of `tenant`.
+pub async fn lock_tenant(db: impl PgExecutor<'_>, tenant: &str) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "SELECT pg_advisory_xact_lock(hashtextextended('kiln.tenant:' || $1, 0))",
+        tenant
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
 /// Whether any key (revoked or not) belongs to `tenant`.
 pub async fn tenant_exists(db: impl PgExecutor<'_>, tenant: &str) -> Result<bool, sqlx::Error> {
     let exists = sqlx::query_scalar!(

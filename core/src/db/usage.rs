@@ -21,35 +21,45 @@ pub struct UsageDay {
     pub emails_sent: i64,
 }
 
-/// Counts one email for `tenant` today unless it has had `limit` (0: no limit) already.
-/// Returns whether it was counted.
-pub async fn take_email(
+/// Counts `count` emails (one per recipient) for `tenant` today unless that would pass
+/// `limit` (0: no limit). Returns whether they were counted.
+pub async fn take_emails(
     db: impl PgExecutor<'_>,
     tenant: &str,
+    count: i64,
     limit: u64,
 ) -> Result<bool, sqlx::Error> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    if limit > 0 && count > limit {
+        return Ok(false);
+    }
     let taken = sqlx::query_scalar!(
         r#"INSERT INTO tenant_usage (tenant, day, emails_accepted)
-           VALUES ($1, (now() AT TIME ZONE 'UTC')::date, 1)
+           VALUES ($1, (now() AT TIME ZONE 'UTC')::date, $3)
            ON CONFLICT (tenant, day) DO UPDATE
-           SET emails_accepted = tenant_usage.emails_accepted + 1
-           WHERE $2::bigint = 0 OR tenant_usage.emails_accepted < $2
+           SET emails_accepted = tenant_usage.emails_accepted + $3
+           WHERE $2::bigint = 0 OR tenant_usage.emails_accepted + $3 <= $2
            RETURNING 1 AS "one!""#,
         tenant,
         limit,
+        count,
     )
     .fetch_optional(db)
     .await?;
     Ok(taken.is_some())
 }
 
-/// Gives back an email counted by [`take_email`] whose request then failed.
-pub async fn give_back_email(db: impl PgExecutor<'_>, tenant: &str) -> Result<(), sqlx::Error> {
+/// Gives back emails counted by [`take_emails`] whose request then failed.
+pub async fn give_back_emails(
+    db: impl PgExecutor<'_>,
+    tenant: &str,
+    count: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "UPDATE tenant_usage SET emails_accepted = greatest(emails_accepted - 1, 0)
+        "UPDATE tenant_usage SET emails_accepted = greatest(emails_accepted - $2, 0)
          WHERE tenant = $1 AND day = (now() AT TIME ZONE 'UTC')::date",
         tenant,
+        count,
     )
     .execute(db)
     .await?;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use kiln_tests::{Answer, Options, Process, TestApp, images, spawn_app_with};
+use kiln_tests::{Answer, Options, Process, TestApp, images, metric_value, spawn_app_with};
 use reqwest::StatusCode;
 use tokio::{io::AsyncWriteExt, net::TcpStream};
 
@@ -240,17 +240,21 @@ async fn upload_once_free(app: &TestApp, key: &str) -> Answer {
 async fn uploads_in_flight_are_capped_per_process() {
     let app = app_with(&[("KILN_MAX_UPLOADS_IN_FLIGHT", "1")]).await;
     let held = held_upload(&app.address, &app.key).await;
-    // The held upload has its slot once its headers are read; retry until then.
-    let mut refused = None;
-    for _ in 0..100 {
-        let answer = app.upload(images::sideways_jpeg(64, 32)).await;
-        if answer.status == StatusCode::TOO_MANY_REQUESTS {
-            refused = Some(answer);
+    // The held upload has its slot once the server has read its headers.
+    for _ in 0..200 {
+        let metrics = app.api_metrics().await;
+        if metric_value(&metrics, "kiln_uploads_in_flight", &[]) == 1.0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let refused = refused.expect("a second upload is refused while one is in flight");
+    let refused = app.upload(images::sideways_jpeg(64, 32)).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{:?}",
+        refused.body
+    );
     assert_eq!(refused.error_code(), "too_many_uploads");
     assert!(refused.headers.get("retry-after").is_some());
     drop(held);

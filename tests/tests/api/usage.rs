@@ -73,13 +73,23 @@ async fn daily_upload_quotas_count_uploads_and_bytes() {
     assert_eq!(second.error_code(), "quota_exceeded");
     assert_eq!(app.stored_files().len(), 1, "{:?}", app.stored_files());
 
-    let app = app_with(&[("KILN_UPLOAD_BYTES_DAILY_LIMIT", "100")], false).await;
-    let refused = app.upload(images::sideways_jpeg(64, 32)).await;
+    // Room for one image of the day's bytes, not two: the second waits for tomorrow.
+    let image = images::sideways_jpeg(64, 32);
+    let limit = (image.len() * 3 / 2).to_string();
+    let app = app_with(&[("KILN_UPLOAD_BYTES_DAILY_LIMIT", &limit)], false).await;
+    assert_eq!(app.upload(image.clone()).await.status, StatusCode::ACCEPTED);
+    let refused = app.upload(image.clone()).await;
     assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
     let message = refused.body["error"]["message"]
         .as_str()
         .unwrap_or_default();
     assert!(message.contains("upload_bytes"), "{message}");
+    assert_eq!(app.stored_files().len(), 1, "{:?}", app.stored_files());
+
+    // One upload larger than a whole day's bytes can never pass: 413, not a wait.
+    let app = app_with(&[("KILN_UPLOAD_BYTES_DAILY_LIMIT", "100")], false).await;
+    let refused = app.upload(image).await;
+    assert_eq!(refused.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(app.stored_files().is_empty(), "{:?}", app.stored_files());
 }
 
@@ -97,7 +107,10 @@ async fn usage_is_kept_per_tenant_and_day() {
     let mut usage = Value::Null;
     for _ in 0..100 {
         usage = app.get("/v1/usage").await.body;
-        if usage["totals"]["variant_bytes"].as_i64().unwrap_or(0) > 0 {
+        let totals = &usage["totals"];
+        if totals["variant_bytes"].as_i64().unwrap_or(0) > 0
+            && totals["processing_seconds"].as_f64().unwrap_or(0.0) > 0.0
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

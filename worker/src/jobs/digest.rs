@@ -63,7 +63,7 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
             html: rendered.html,
         };
         let limit = ctx.config.limits.emails_per_day;
-        if !db::usage::take_email(&ctx.db, &recipient.tenant, limit)
+        if !db::usage::take_emails(&ctx.db, &recipient.tenant, 1, limit)
             .await
             .retry()?
         {
@@ -86,14 +86,23 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
             },
             &format!("digest:{}:{}", job.id, recipient.tenant),
         )
-        .await
-        .retry()?;
+        .await;
+        let inserted = match inserted {
+            Ok(inserted) => inserted,
+            Err(error) => {
+                // Counted but not enqueued: the retry counts it again.
+                db::usage::give_back_emails(&ctx.db, &recipient.tenant, 1)
+                    .await
+                    .ok();
+                return Err(error).retry();
+            }
+        };
         if let Some(email) = inserted {
             kiln_core::queue::publish_committed(&ctx.writes, &ctx.publisher, &email).await;
             sent += 1;
         } else {
             // Enqueued by an earlier attempt: not a second email.
-            db::usage::give_back_email(&ctx.db, &recipient.tenant)
+            db::usage::give_back_emails(&ctx.db, &recipient.tenant, 1)
                 .await
                 .retry()?;
         }

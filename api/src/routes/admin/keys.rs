@@ -97,11 +97,7 @@ pub async fn revoke(
 ) -> Result<Json<KeyRecord>, ApiError> {
     caller.require(scope::ADMIN)?;
     if id == caller.key_id {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "own_key",
-            "a key cannot revoke itself; revoke it with another admin key or `kiln-api keys`",
-        ));
+        return Err(own_key());
     }
     let key = keys::revoke(&state.db, id).await?;
     tracing::info!(key.id = %id, by = %caller.key_id, "API key revoked");
@@ -137,6 +133,9 @@ pub async fn rotate(
         })?
     };
     let overlap = Duration::from_secs(rotation.overlap_secs.min(keys::MAX_OVERLAP.as_secs() + 1));
+    if id == caller.key_id && overlap.is_zero() {
+        return Err(own_key());
+    }
     let (created, old) = keys::rotate(&state.db, id, overlap).await?;
     tracing::info!(key.id = %created.id, replaces = %id, by = %caller.key_id, "API key rotated");
     let record = find(&state, created.id).await?;
@@ -156,4 +155,14 @@ fn secret_body(record: &KeyRecord, key: &str) -> serde_json::Value {
     let mut body = serde_json::to_value(record).unwrap_or_default();
     body["key"] = json!(key);
     body
+}
+
+/// 409 `own_key`: a key may not end itself at once over HTTP.
+fn own_key() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "own_key",
+        "a key cannot revoke itself (nor rotate itself without an overlap); use another admin \
+         key or `kiln-api keys`",
+    )
 }

@@ -48,9 +48,11 @@ pub async fn send_email(
         .map(|a| mask_email(a))
         .unwrap_or_default();
 
-    // Counted before it is accepted, so no two processes both take the last one of the day.
+    // Counted, one per recipient, before it is accepted, so no two processes both take the
+    // last one of the day.
     let limit = state.config.limits.emails_per_day;
-    if !db::usage::take_email(&state.usage_db, &caller.tenant, limit).await? {
+    let counted = i64::try_from(recipients).unwrap_or(i64::MAX);
+    if !db::usage::take_emails(&state.usage_db, &caller.tenant, counted, limit).await? {
         return Err(crate::limits::quota_exceeded("emails", limit));
     }
     // Alone in its transaction: group-committed with other emails accepted meanwhile.
@@ -68,7 +70,7 @@ pub async fn send_email(
     let job = match inserted {
         Ok(job) => job,
         Err(error) => {
-            db::usage::give_back_email(&state.usage_db, &caller.tenant)
+            db::usage::give_back_emails(&state.usage_db, &caller.tenant, counted)
                 .await
                 .ok();
             return Err(error.into());

@@ -17,6 +17,9 @@ pub struct Pace {
     min_bytes: u64,
     started: Instant,
     received: u64,
+    /// When the last read returned: the time until the next one is the server's (storage
+    /// writes), not the client's, and does not count against the window.
+    returned_at: Option<Instant>,
 }
 
 impl Pace {
@@ -27,6 +30,7 @@ impl Pace {
             min_bytes: limits.upload_min_bytes_per_sec * window.as_secs(),
             started: Instant::now(),
             received: 0,
+            returned_at: None,
         }
     }
 
@@ -35,12 +39,18 @@ impl Pace {
         if self.min_bytes == 0 {
             return Ok(read.await);
         }
+        if let Some(returned_at) = self.returned_at.take() {
+            self.started += returned_at.elapsed();
+        }
         let mut read = pin!(read);
         loop {
             let window_end = self.started + self.window;
             match tokio::time::timeout_at(window_end, &mut read).await {
-                Ok(value) => return Ok(value),
-                Err(_) => self.close_window()?,
+                Ok(value) => {
+                    self.returned_at = Some(Instant::now());
+                    return Ok(value);
+                }
+                Err(_) => self.close_window(Instant::now())?,
             }
         }
     }
@@ -48,13 +58,15 @@ impl Pace {
     /// Counts bytes received; a window that ended meanwhile is judged with them.
     pub fn count(&mut self, bytes: usize) -> Result<(), ApiError> {
         self.received += bytes as u64;
-        if self.min_bytes > 0 && Instant::now() >= self.started + self.window {
-            self.close_window()?;
+        // Judged as of the read's return, not after whatever the server did since.
+        let at = self.returned_at.unwrap_or_else(Instant::now);
+        if self.min_bytes > 0 && at >= self.started + self.window {
+            self.close_window(at)?;
         }
         Ok(())
     }
 
-    fn close_window(&mut self) -> Result<(), ApiError> {
+    fn close_window(&mut self, at: Instant) -> Result<(), ApiError> {
         if self.received < self.min_bytes {
             metrics::counter!("kiln_upload_timeouts_total").increment(1);
             return Err(ApiError::new(
@@ -69,7 +81,7 @@ impl Pace {
                 ),
             ));
         }
-        self.started = Instant::now();
+        self.started = at;
         self.received = 0;
         Ok(())
     }
@@ -110,6 +122,17 @@ mod tests {
                 .await
                 .expect("fast enough");
             pace.count(chunk).expect("fast enough");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn time_the_server_spends_between_reads_is_not_the_client_s() {
+        let mut pace = pace(100, 10);
+        for _ in 0..3 {
+            let chunk = pace.read(async { 1_500usize }).await.expect("at once");
+            // A slow storage write: far longer than the window.
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            pace.count(chunk).expect("the client was not slow");
         }
     }
 

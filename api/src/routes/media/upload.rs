@@ -170,7 +170,7 @@ pub async fn upload(
     caller.require(scope::MEDIA)?;
     // Held until the upload is stored or refused: the caps count what is being received.
     let _slot = state.uploads.acquire(&caller.tenant).await?;
-    refuse_if_over_quota(&state, &caller.tenant).await?;
+    refuse_if_over_quota(&state, &caller.tenant, declared_length(request.headers())).await?;
     let trace = crate::trace_layer::JobTrace::of(request.extensions()).0;
     let limit = state.config.max_upload_bytes;
     let pace = Pace::new(&state.config.limits);
@@ -277,30 +277,48 @@ pub async fn upload(
     Ok(accepted(view, job_id))
 }
 
-/// Refuses an upload before its bytes are read when the tenant's daily count is used up
-/// already (the count itself is taken on commit, see [`take_upload_quota`]).
-async fn refuse_if_over_quota(state: &AppState, tenant: &str) -> Result<(), ApiError> {
+/// Refuses an upload before its bytes are read when the tenant's daily quota cannot take it:
+/// the count is used up already, or the declared length is more than is left (413 when it is
+/// more than a whole day's quota, which no wait would cure). The count itself is taken on
+/// commit (see [`take_upload_quota`]).
+async fn refuse_if_over_quota(
+    state: &AppState,
+    tenant: &str,
+    declared: Option<u64>,
+) -> Result<(), ApiError> {
     let limits = &state.config.limits;
     if limits.uploads_per_day == 0 && limits.upload_bytes_per_day == 0 {
         return Ok(());
     }
+    let max_bytes = limits.upload_bytes_per_day;
+    let declared = declared.map(|len| len.saturating_sub(MULTIPART_SLACK));
+    if max_bytes > 0 && declared.is_some_and(|len| len > max_bytes) {
+        return Err(over_daily_bytes(max_bytes));
+    }
     let Some(today) = db::usage::today(&state.db, tenant).await? else {
         return Ok(());
     };
-    let used = |n: i64, limit: u64| limit > 0 && u64::try_from(n).unwrap_or(0) >= limit;
-    if used(today.uploads, limits.uploads_per_day) {
+    let used = |n: i64| u64::try_from(n).unwrap_or(0);
+    if limits.uploads_per_day > 0 && used(today.uploads) >= limits.uploads_per_day {
         return Err(crate::limits::quota_exceeded(
             "uploads",
             limits.uploads_per_day,
         ));
     }
-    if used(today.upload_bytes, limits.upload_bytes_per_day) {
-        return Err(crate::limits::quota_exceeded(
-            "upload_bytes",
-            limits.upload_bytes_per_day,
-        ));
+    let wanted = used(today.upload_bytes) + declared.unwrap_or(1);
+    if max_bytes > 0 && wanted > max_bytes {
+        return Err(crate::limits::quota_exceeded("upload_bytes", max_bytes));
     }
     Ok(())
+}
+
+/// 413: one upload larger than a whole day's byte quota.
+fn over_daily_bytes(max_bytes: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("the upload is larger than this tenant's daily upload_bytes quota ({max_bytes})"),
+    )
 }
 
 /// Counts the upload against the tenant's daily quotas, in the transaction that records it.
@@ -319,6 +337,11 @@ async fn take_upload_quota(
         limits.upload_bytes_per_day,
     )
     .await?;
+    if limits.upload_bytes_per_day > 0
+        && u64::try_from(bytes).unwrap_or(0) > limits.upload_bytes_per_day
+    {
+        return Err(over_daily_bytes(limits.upload_bytes_per_day));
+    }
     taken.map_err(|quota| match quota {
         db::usage::UploadQuota::Uploads => {
             crate::limits::quota_exceeded("uploads", limits.uploads_per_day)
