@@ -164,3 +164,57 @@ fn collect_exprs(panels: &[serde_json::Value], exprs: &mut Vec<String>) {
         }
     }
 }
+
+#[test]
+fn only_nginx_is_published_to_other_machines_and_the_broker_is_not_guest() {
+    let resolved = docker_compose(&["--profile", "monitoring", "config"]);
+    let ports = published_ports(&resolved);
+    for service in ["nginx", "mailpit", "rabbitmq", "grafana"] {
+        assert!(
+            ports.iter().any(|(s, _)| s == service),
+            "{service}: {ports:?}"
+        );
+    }
+    for (service, port) in ports {
+        assert!(
+            port.starts_with("127.0.0.1:") || service == "nginx",
+            "{service} publishes {port} beyond 127.0.0.1"
+        );
+    }
+    assert!(
+        !resolved.contains("guest"),
+        "a guest credential: {resolved}"
+    );
+    let nginx = std::fs::read_to_string(Path::new(ROOT).join("deploy/nginx.conf")).expect("conf");
+    for directive in [
+        "limit_req ",
+        "limit_conn ",
+        "client_body_timeout   30s",
+        "client_header_timeout 10s",
+    ] {
+        assert!(nginx.contains(directive), "nginx.conf lacks {directive}");
+    }
+}
+
+/// Every published port of a resolved compose file, with its service: the short form
+/// (`127.0.0.1:8025:8025/tcp`) as written, the long form as `published: N`.
+fn published_ports(resolved: &str) -> Vec<(String, String)> {
+    let mut ports = Vec::new();
+    let (mut service, mut in_ports) = (String::new(), false);
+    for line in resolved.lines() {
+        let indent = line.len() - line.trim_start().len();
+        let key = line.trim();
+        if indent == 2 && key.ends_with(':') {
+            service = key.trim_end_matches(':').to_owned();
+            in_ports = false;
+        } else if indent == 4 && !key.starts_with('-') {
+            in_ports = key == "ports:";
+        } else if indent == 4
+            && in_ports
+            && let Some(port) = key.strip_prefix("- ")
+        {
+            ports.push((service.clone(), port.to_owned()));
+        }
+    }
+    ports
+}
