@@ -14,7 +14,7 @@ pub mod smtp;
 use std::{collections::HashMap, path::PathBuf, time::Duration};
 
 use anyhow::{Context, bail};
-pub use process::{Process, run};
+pub use process::{Process, binary, run};
 use reqwest::{StatusCode, header};
 use serde_json::Value;
 pub use services::{Services, amqp_url, redis_url};

@@ -13,6 +13,7 @@ mod limits;
 mod media;
 mod notifications;
 mod rejections;
+mod run_local;
 mod s3;
 mod shutdown;
 mod startup;
