@@ -7,6 +7,7 @@
 //! - [`extract`]: path and query extractors that reject with [`error::ApiError`].
 //! - [`deadline`]: the total time a request other than an upload may take.
 //! - [`limits`]: request rates, failed authentications and uploads in flight.
+//! - [`openapi`]: the OpenAPI document, generated from the handlers.
 //! - [`http_metrics`]: request counts and latency by route and status.
 //! - [`routes`]: one module per resource and action.
 //! - [`session`]: the dashboard's login cookie and CSRF token.
@@ -22,6 +23,7 @@ pub mod extract;
 pub mod http_metrics;
 pub mod keys;
 pub mod limits;
+pub mod openapi;
 pub mod routes;
 pub mod session;
 pub mod startup;

@@ -8,6 +8,8 @@ use serde_json::{Value, json};
 use crate::state::AppState;
 
 /// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "The process answers", body = crate::openapi::schemas::Health)))]
 pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
@@ -17,6 +19,11 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// Readiness, with each dependency checked and reported. Only Postgres is required: without
 /// Redis reads are slower, and without RabbitMQ uploads are still accepted (their jobs wait in
 /// the outbox), so both only make the answer `degraded`.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses(
+        (status = 200, description = "Postgres is up (`ok`), or Redis or RabbitMQ is down (`degraded`: still serving)", body = crate::openapi::schemas::Readiness),
+        (status = 503, description = "Postgres is down (`unavailable`)", body = crate::openapi::schemas::Readiness),
+    ))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let (status, mut checks) = dependencies(&state).await;
     // The public answer says up or down per dependency; why (an address, a driver's message) is

@@ -14,7 +14,7 @@ use crate::{
 };
 
 /// A job as its tenant sees it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct JobView {
     pub id: Uuid,
     pub kind: String,
@@ -29,6 +29,12 @@ pub struct JobView {
 
 /// Any key of the job's tenant may read it; another tenant's job is a 404, not a 403, so ids
 /// of other tenants cannot be probed.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "The job", body = JobView),
+        (status = 404, description = "`not_found`: no such job in this tenant", body = crate::openapi::ErrorBody),
+    ))]
 pub async fn get_job(
     State(state): State<AppState>,
     caller: Caller,

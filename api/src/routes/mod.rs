@@ -1,6 +1,6 @@
 //! The router: one module per resource, one file per action.
 
-mod admin;
+pub(crate) mod admin;
 mod dashboard;
 mod emails;
 mod health;
@@ -12,60 +12,64 @@ use axum::{
     Router,
     extract::DefaultBodyLimit,
     http::StatusCode,
-    routing::{delete, get, post},
+    routing::{get, post},
 };
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi as _;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{error::ApiError, state::AppState};
 
-/// Every route of the public API.
+/// The documented routes: the health checks and everything under `/v1`. Registered through
+/// `utoipa_axum`, each with its `#[utoipa::path]`, so none is served without being documented.
+pub fn documented_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes({
+            // The upload handler streams and counts the body itself, against
+            // KILN_MAX_UPLOAD_BYTES, so axum's buffering limit does not apply.
+            let (schemas, paths, method) = routes!(media::upload::upload);
+            (schemas, paths, method.layer(DefaultBodyLimit::disable()))
+        })
+        .routes(routes!(media::get::get_media, media::delete::delete_media))
+        .routes(routes!(media::variant::get_variant))
+        .routes(routes!(jobs::get_job))
+        .routes(routes!(usage::tenant))
+        .routes({
+            let (schemas, paths, method) = routes!(emails::send::send_email);
+            let limit = DefaultBodyLimit::max(emails::BODY_LIMIT);
+            (schemas, paths, method.layer(limit))
+        })
+        .routes(routes!(usage::all))
+        .routes(routes!(admin::jobs::list))
+        .routes(routes!(admin::backups::list))
+        .routes(routes!(admin::schedules::list))
+        .routes(routes!(admin::jobs::retry_matching))
+        .routes(routes!(admin::jobs::discard_matching))
+        .routes(routes!(admin::queues::list))
+        .routes(routes!(admin::keys::list, admin::keys::create))
+        .routes(routes!(admin::keys::revoke))
+        .routes(routes!(admin::keys::rotate))
+        .routes(routes!(admin::jobs::retry_one))
+        .routes(routes!(admin::jobs::discard))
+}
+
+/// Every route: the documented ones, the document itself (`/v1/openapi.json`) and its reference
+/// page (`/docs`, Swagger UI built into the binary), and the operators' dashboard (a page of
+/// its own, left out of the document).
 pub fn router(state: AppState) -> Router {
+    let (documented, mut openapi) = documented_routes().split_for_parts();
+    crate::openapi::finish(&mut openapi);
     Router::new()
-        .route("/healthz", get(health::healthz))
+        .merge(documented)
+        .merge(SwaggerUi::new("/docs").url("/v1/openapi.json", openapi))
         .route("/admin", get(dashboard::page))
         .route("/admin/login", post(dashboard::login))
         .route("/admin/logout", post(dashboard::logout))
         .route("/admin/data", get(dashboard::data))
         .route("/admin/assets/{name}", get(dashboard::asset))
-        .route("/readyz", get(health::readyz))
-        .route(
-            "/v1/media",
-            // The upload handler streams and counts the body itself, against
-            // KILN_MAX_UPLOAD_BYTES, so axum's buffering limit does not apply.
-            post(media::upload::upload).layer(DefaultBodyLimit::disable()),
-        )
-        .route(
-            "/v1/media/{id}",
-            get(media::get::get_media).delete(media::delete::delete_media),
-        )
-        .route(
-            "/v1/media/{id}/variants/{file}",
-            get(media::variant::get_variant),
-        )
-        .route("/v1/jobs/{id}", get(jobs::get_job))
-        .route("/v1/usage", get(usage::tenant))
-        .route("/v1/admin/usage", get(usage::all))
-        .route(
-            "/v1/emails",
-            post(emails::send::send_email).layer(DefaultBodyLimit::max(emails::BODY_LIMIT)),
-        )
-        .route("/v1/admin/jobs", get(admin::jobs::list))
-        .route("/v1/admin/backups", get(admin::backups::list))
-        .route("/v1/admin/schedules", get(admin::schedules::list))
-        .route("/v1/admin/jobs/retry", post(admin::jobs::retry_matching))
-        .route(
-            "/v1/admin/jobs/discard",
-            post(admin::jobs::discard_matching),
-        )
-        .route(
-            "/v1/admin/keys",
-            get(admin::keys::list).post(admin::keys::create),
-        )
-        .route("/v1/admin/keys/{id}/revoke", post(admin::keys::revoke))
-        .route("/v1/admin/keys/{id}/rotate", post(admin::keys::rotate))
-        .route("/v1/admin/queues", get(admin::queues::list))
-        .route("/v1/admin/jobs/{id}/retry", post(admin::jobs::retry_one))
-        .route("/v1/admin/jobs/{id}", delete(admin::jobs::discard))
         // Must follow every `.route`: it is installed on the routes that exist when called.
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(|| async { ApiError::not_found("route") })

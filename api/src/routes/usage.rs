@@ -15,9 +15,12 @@ use crate::{
     state::AppState,
 };
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Range {
+    /// First day (`YYYY-MM-DD`, UTC); 29 days before `to` by default.
     from: Option<NaiveDate>,
+    /// Last day, inclusive; today by default.
     to: Option<NaiveDate>,
 }
 
@@ -73,6 +76,11 @@ fn totals(days: &[&UsageDay]) -> Value {
 }
 
 /// The caller's tenant's usage.
+#[utoipa::path(get, path = "/v1/usage", tag = "usage", security(("bearer" = [])), params(Range),
+    responses(
+        (status = 200, description = "The tenant's usage per UTC day", body = crate::openapi::schemas::TenantUsage),
+        (status = 422, description = "`invalid_filter`: a bad date, from after to, or more than 366 days", body = crate::openapi::ErrorBody),
+    ))]
 pub async fn tenant(
     State(state): State<AppState>,
     caller: Caller,
@@ -91,6 +99,12 @@ pub async fn tenant(
 }
 
 /// Every tenant's usage, busiest (by stored bytes) first.
+#[utoipa::path(get, path = "/v1/admin/usage", tag = "admin", security(("bearer" = [])), params(Range),
+    responses(
+        (status = 200, description = "Every tenant's usage per UTC day", body = crate::openapi::schemas::AllUsage),
+        (status = 403, description = "`forbidden`: the key lacks the admin scope", body = crate::openapi::ErrorBody),
+        (status = 422, description = "`invalid_filter`: a bad date, from after to, or more than 366 days", body = crate::openapi::ErrorBody),
+    ))]
 pub async fn all(
     State(state): State<AppState>,
     caller: Caller,

@@ -4,6 +4,7 @@ mod auth;
 mod backups;
 mod cache;
 mod compose;
+mod contract;
 mod dashboard;
 mod deletion;
 mod emails;

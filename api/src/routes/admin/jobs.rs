@@ -19,7 +19,7 @@ use crate::{
 };
 
 /// A job as operators see it: everything, including tenant and payload.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AdminJobView {
     pub id: Uuid,
     pub tenant: Option<String>,
@@ -55,10 +55,17 @@ impl From<Job> for AdminJobView {
 }
 
 /// Query parameters of the list and bulk-retry endpoints.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Filter {
+    /// `queued`, `running`, `succeeded`, `failed` or `dead`.
+    #[param(pattern = "^(queued|running|succeeded|failed|dead)$")]
     pub status: Option<String>,
+    /// A job kind.
+    #[param(pattern = "^(media|email|backup|cleanup|digest|prune|noop)$")]
     pub kind: Option<String>,
+    /// 100 by default.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 
@@ -90,6 +97,12 @@ impl Filter {
 }
 
 /// Lists jobs, newest first.
+#[utoipa::path(get, path = "/v1/admin/jobs", tag = "admin", security(("bearer" = [])), params(Filter),
+    responses(
+        (status = 200, description = "Jobs of every tenant, newest first", body = crate::openapi::schemas::AdminJobList),
+        (status = 403, description = "`forbidden`: the key lacks the admin scope", body = crate::openapi::ErrorBody),
+        (status = 422, description = "`invalid_filter`: an unknown status or kind, or a limit outside 1..=1000", body = crate::openapi::ErrorBody),
+    ))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -120,6 +133,13 @@ pub async fn list(
 }
 
 /// Retries one dead job with a fresh set of attempts.
+#[utoipa::path(post, path = "/v1/admin/jobs/{id}/retry", tag = "admin", security(("bearer" = [])), params(("id" = Uuid, Path, description = "The job's id")),
+    responses(
+        (status = 202, description = "Queued again with fresh attempts", body = AdminJobView),
+        (status = 403, description = "`forbidden`: the key lacks the admin scope", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such job", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`job_not_dead`: only dead jobs are retried", body = crate::openapi::ErrorBody),
+    ))]
 pub async fn retry_one(
     State(state): State<AppState>,
     caller: Caller,
@@ -141,6 +161,12 @@ pub async fn retry_one(
 }
 
 /// Retries every dead job matching the filter (`kind`, up to `limit`).
+#[utoipa::path(post, path = "/v1/admin/jobs/retry", tag = "admin", security(("bearer" = [])), params(Filter),
+    responses(
+        (status = 202, description = "The dead jobs queued again", body = crate::openapi::schemas::Retried),
+        (status = 403, description = "`forbidden`: the key lacks the admin scope", body = crate::openapi::ErrorBody),
+        (status = 422, description = "`invalid_filter`: a status other than dead, an unknown kind, a bad limit", body = crate::openapi::ErrorBody),
+    ))]
 pub async fn retry_matching(
     State(state): State<AppState>,
     caller: Caller,
@@ -165,6 +191,12 @@ pub async fn retry_matching(
 }
 
 /// Discards every dead job matching the filter (`kind`, up to `limit`).
+#[utoipa::path(post, path = "/v1/admin/jobs/discard", tag = "admin", security(("bearer" = [])), params(Filter),
+    responses(
+        (status = 200, description = "The dead jobs deleted", body = crate::openapi::schemas::Discarded),
+        (status = 403, description = "`forbidden`: the key lacks the admin scope", body = crate::openapi::ErrorBody),
+        (status = 422, description = "`invalid_filter`: a status other than dead, an unknown kind, a bad limit", body = crate::openapi::ErrorBody),
+    ))]
 pub async fn discard_matching(
     State(state): State<AppState>,
     caller: Caller,
@@ -184,6 +216,13 @@ pub async fn discard_matching(
 }
 
 /// Deletes a dead job for good (its media, if any, stays `failed`).
+#[utoipa::path(delete, path = "/v1/admin/jobs/{id}", tag = "admin", security(("bearer" = [])), params(("id" = Uuid, Path, description = "The job's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "`forbidden`: the key lacks the admin scope", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such job", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`job_not_dead`: only dead jobs are discarded", body = crate::openapi::ErrorBody),
+    ))]
 pub async fn discard(
     State(state): State<AppState>,
     caller: Caller,

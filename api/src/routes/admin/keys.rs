@@ -41,12 +41,16 @@ impl From<KeyError> for ApiError {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListFilter {
+    /// Only this tenant's keys.
     tenant: Option<String>,
 }
 
 /// Every key (or one tenant's), oldest first; never a secret or a hash.
+#[utoipa::path(get, path = "/v1/admin/keys", tag = "admin", security(("bearer" = [])), params(ListFilter),
+    responses((status = 200, description = "The keys, oldest first", body = crate::openapi::schemas::KeyList), (status = 403, description = "`forbidden`: the key lacks the admin scope", body = crate::openapi::ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -57,16 +61,42 @@ pub async fn list(
     Ok(Json(json!({ "keys": keys })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "my-app", "scopes": ["media", "email"]}))]
 pub struct NewKey {
+    /// The key's name; without `tenant`, also the name of the new tenant it starts.
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     name: String,
+    /// An existing tenant to add the key to.
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     tenant: Option<String>,
+    #[schema(min_items = 1, inline, value_type = Vec<ScopeName>)]
     scopes: Vec<String>,
+    /// Where this key's notifications go.
+    #[schema(format = Email)]
     notify_email: Option<String>,
 }
 
+/// What a key may do.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // A schema only: scopes are checked as strings by keys::KeySpec.
+enum ScopeName {
+    Media,
+    Email,
+    Admin,
+}
+
 /// Creates a key: 201 with the key itself, which is never shown again.
+#[utoipa::path(post, path = "/v1/admin/keys", tag = "admin", security(("bearer" = [])),
+    request_body(content = NewKey, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The key's record and, this once, the key", body = crate::openapi::schemas::CreatedKey),
+        (status = 403, description = "`forbidden`: the key lacks the admin scope", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`tenant_exists`: the name is a tenant already and no tenant was named", body = crate::openapi::ErrorBody),
+        (status = 422, description = "`invalid_key`: an empty name, an unknown scope, a bad address; `invalid_body`", body = crate::openapi::ErrorBody),
+    ))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -90,6 +120,13 @@ pub async fn create(
 }
 
 /// Revokes a key now (not the caller's own: an operator cannot lock itself out by mistake).
+#[utoipa::path(post, path = "/v1/admin/keys/{id}/revoke", tag = "admin", security(("bearer" = [])), params(("id" = Uuid, Path, description = "The key's id")),
+    responses(
+        (status = 200, description = "The key, revoked", body = crate::openapi::schemas::KeyView),
+        (status = 403, description = "`forbidden`: the key lacks the admin scope", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such key", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`own_key`: a key cannot revoke itself", body = crate::openapi::ErrorBody),
+    ))]
 pub async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
@@ -104,16 +141,26 @@ pub async fn revoke(
     Ok(Json(key))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rotation {
-    /// How long the old key keeps working.
+    /// How long the old key keeps working (at most 30 days).
     #[serde(default)]
+    #[schema(maximum = 2_592_000)]
     overlap_secs: u64,
 }
 
 /// Makes a new key like this one (201, the key in this answer only, the old key under
 /// `replaced`) and revokes the old one after the overlap. The body is optional.
+#[utoipa::path(post, path = "/v1/admin/keys/{id}/rotate", tag = "admin", security(("bearer" = [])), params(("id" = Uuid, Path, description = "The key's id")),
+    request_body(content = Option<Rotation>, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The new key (shown this once) and the old key's record", body = crate::openapi::schemas::RotatedKey),
+        (status = 403, description = "`forbidden`: the key lacks the admin scope", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such key", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`key_revoked`: the key is revoked already; `own_key`: a key rotating itself without an overlap", body = crate::openapi::ErrorBody),
+        (status = 422, description = "`invalid_body`, `invalid_key`: an overlap over 30 days", body = crate::openapi::ErrorBody),
+    ))]
 pub async fn rotate(
     State(state): State<AppState>,
     caller: Caller,

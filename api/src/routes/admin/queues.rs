@@ -18,7 +18,7 @@ use crate::{
 const WINDOW_MINUTES: i64 = 5;
 
 /// One queue, now.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct QueueView {
     pub queue: String,
     /// From the broker; `None` while it cannot be reached.
@@ -103,6 +103,11 @@ pub async fn live(state: &AppState) -> Result<(Vec<QueueView>, bool), ApiError> 
 }
 
 /// Lists the queues.
+#[utoipa::path(get, path = "/v1/admin/queues", tag = "admin", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Each queue now, and the last minutes' rates", body = crate::openapi::schemas::QueueList),
+        (status = 403, description = "`forbidden`: the key lacks the admin scope", body = crate::openapi::ErrorBody),
+    ))]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     caller.require(scope::ADMIN)?;
     let (queues, broker_ok) = live(&state).await?;

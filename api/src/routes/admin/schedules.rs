@@ -12,6 +12,11 @@ use crate::{
 };
 
 /// Lists the schedules by name.
+#[utoipa::path(get, path = "/v1/admin/schedules", tag = "admin", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The cron schedules, by name", body = crate::openapi::schemas::ScheduleList),
+        (status = 403, description = "`forbidden`: the key lacks the admin scope", body = crate::openapi::ErrorBody),
+    ))]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     caller.require(scope::ADMIN)?;
     let schedules: Vec<Value> = db::schedules::list(&state.db)

@@ -19,6 +19,16 @@ use crate::{
 };
 
 /// Accepts an email (202 with the job) for the worker to send over SMTP.
+#[utoipa::path(post, path = "/v1/emails", tag = "emails", security(("bearer" = [])),
+    request_body(content = super::validate::EmailRequest, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Accepted: the email's job is queued", body = crate::openapi::schemas::JobAccepted,
+            headers(("Location" = String, description = "/v1/jobs/{job_id}"))),
+        (status = 403, description = "`forbidden`: the key lacks the email scope", body = crate::openapi::ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over 7 MiB", body = crate::openapi::ErrorBody),
+        (status = 422, description = "`validation_failed` (with error.fields), `invalid_body`: not the expected JSON", body = crate::openapi::ErrorBody),
+        (status = 429, description = "`rate_limited`; `quota_exceeded`: the tenant's daily email quota is used up", body = crate::openapi::ErrorBody),
+    ))]
 pub async fn send_email(
     State(state): State<AppState>,
     caller: Caller,

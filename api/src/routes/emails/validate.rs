@@ -21,7 +21,7 @@ fn forbidden_in_body(c: char) -> bool {
 }
 
 /// One address or a list of them.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Addresses {
     One(String),
@@ -38,9 +38,12 @@ impl Addresses {
 }
 
 /// The body of `POST /v1/emails`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"to": "bob@example.com", "subject": "Hello", "text": "Hi Bob"}))]
 pub struct EmailRequest {
+    /// One address or a list (with cc and bcc, at most 50 in all).
+    #[schema(required = true)]
     pub to: Option<Addresses>,
     pub cc: Option<Addresses>,
     pub bcc: Option<Addresses>,
@@ -49,6 +52,8 @@ pub struct EmailRequest {
     pub html: Option<String>,
     /// A template name (built-in or from `KILN_EMAIL_TEMPLATES`), rendered with `data`.
     pub template: Option<String>,
+    /// The template's variables.
+    #[schema(value_type = Option<Object>)]
     pub data: Option<Value>,
 }
 

@@ -15,6 +15,13 @@ use crate::{
 };
 
 /// Marks the media deleted and answers 202 with the cleanup job.
+#[utoipa::path(delete, path = "/v1/media/{id}", tag = "media", security(("bearer" = [])), params(("id" = Uuid, Path, description = "The media's id")),
+    responses(
+        (status = 202, description = "Deleted; its files are removed by the job", body = crate::openapi::schemas::MediaDeleted,
+            headers(("Location" = String, description = "/v1/jobs/{job_id}"))),
+        (status = 403, description = "`forbidden`: the key lacks the media scope", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such media in this tenant (or deleted already)", body = crate::openapi::ErrorBody),
+    ))]
 pub async fn delete_media(
     State(state): State<AppState>,
     caller: Caller,

@@ -16,6 +16,12 @@ use crate::{
 };
 
 /// Returns the media with its status and variant URLs, read through the cache.
+#[utoipa::path(get, path = "/v1/media/{id}", tag = "media", security(("bearer" = [])), params(("id" = Uuid, Path, description = "The media's id")),
+    responses(
+        (status = 200, description = "The media, with its variants once ready", body = super::view::MediaView),
+        (status = 403, description = "`forbidden`: the key lacks the media scope", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such media in this tenant (or deleted)", body = crate::openapi::ErrorBody),
+    ))]
 pub async fn get_media(
     State(state): State<AppState>,
     caller: Caller,

@@ -162,6 +162,20 @@ struct Received {
 }
 
 /// Accepts an image upload and enqueues its processing.
+#[utoipa::path(post, path = "/v1/media", tag = "media", security(("bearer" = [])),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream",
+        description = "The image's bytes (JPEG, PNG, WebP or GIF, judged by content, whatever the \
+                       Content-Type), raw or as the `file` field of a multipart/form-data form"),
+    responses(
+        (status = 202, description = "Accepted: the media is pending and its job queued", body = Accepted,
+            headers(("Location" = String, description = "/v1/media/{id}"))),
+        (status = 400, description = "`empty_body`, `invalid_multipart`, `missing_file`, `upload_interrupted`", body = crate::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: the key lacks the media scope", body = crate::openapi::ErrorBody),
+        (status = 413, description = "`payload_too_large`: over KILN_MAX_UPLOAD_BYTES, or over a whole day's upload_bytes quota", body = crate::openapi::ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: not JPEG, PNG, WebP or GIF by its bytes", body = crate::openapi::ErrorBody),
+        (status = 422, description = "`too_many_pixels`, `invalid_image`: the header claims more than KILN_MAX_PIXELS, or cannot be read", body = crate::openapi::ErrorBody),
+        (status = 429, description = "`rate_limited`; `too_many_uploads` (in flight, per process or tenant); `quota_exceeded` (uploads or upload_bytes today)", body = crate::openapi::ErrorBody),
+    ))]
 pub async fn upload(
     State(state): State<AppState>,
     caller: Caller,
@@ -360,11 +374,11 @@ struct NewMediaValues {
 }
 
 /// The 202 body: the media as `GET /v1/media/{id}` shows it, plus the job processing it.
-#[derive(Serialize)]
-struct Accepted {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Accepted {
     #[serde(flatten)]
-    media: MediaView,
-    job_id: Uuid,
+    pub media: MediaView,
+    pub job_id: Uuid,
 }
 
 /// The 202 answer with its `Location`. Infallible: it is built after the commit.

@@ -18,6 +18,15 @@ use crate::{
 
 /// Streams the file with its content type. Variant files never change for a given URL (a re-run
 /// rewrites the same bytes), so clients may cache them for a year.
+#[utoipa::path(get, path = "/v1/media/{id}/variants/{file}", tag = "media", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The media's id"),
+           ("file" = String, Path, description = "`<variant>.jpg` or `<variant>.webp`")),
+    responses(
+        (status = 200, description = "The variant's bytes", content(
+            (Vec<u8> = "image/jpeg"), (Vec<u8> = "image/webp"))),
+        (status = 403, description = "`forbidden`: the key lacks the media scope", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such media, variant or format", body = crate::openapi::ErrorBody),
+    ))]
 pub async fn get_variant(
     State(state): State<AppState>,
     caller: Caller,

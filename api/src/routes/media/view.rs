@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::{error::ApiError, state::AppState};
 
 /// `GET /v1/media/{id}`'s body (DESIGN.md "Interfaces").
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MediaView {
     pub id: Uuid,
     pub status: String,
@@ -25,7 +25,7 @@ pub struct MediaView {
 }
 
 /// One downloadable variant.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VariantView {
     pub name: String,
     pub format: String,
