@@ -76,9 +76,53 @@ pub fn dimensions(format: ImageFormat, head: &[u8]) -> Option<(u32, u32)> {
     reader.into_dimensions().ok()
 }
 
+/// What the upload path learns from an upload's first bytes: its format, and its dimensions
+/// when the header is all there. The fuzz target `probe` calls it on arbitrary bytes.
+pub fn probe(head: &[u8]) -> Option<(ImageFormat, Option<(u32, u32)>)> {
+    let format = sniff(head)?;
+    Some((format, dimensions(format, head)))
+}
+
+/// [`dimensions`] for the format the first byte picks, on the rest: reaches each decoder's header
+/// parser without valid magic bytes (the fuzz target `probe_as`).
+pub fn probe_as(bytes: &[u8]) -> Option<(u32, u32)> {
+    let (&pick, rest) = bytes.split_first()?;
+    let formats = [
+        ImageFormat::Jpeg,
+        ImageFormat::Png,
+        ImageFormat::Gif,
+        ImageFormat::WebP,
+    ];
+    dimensions(formats[usize::from(pick) % formats.len()], rest)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every input the fuzzers kept (their corpus) or that once crashed one (artifacts) runs
+    /// through the same functions again, on the stable toolchain, on every test run.
+    #[test]
+    fn the_fuzz_corpus_and_crashes_replay_without_a_panic() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+        let mut replayed = 0;
+        for kind in ["corpus", "artifacts"] {
+            for target in ["probe", "probe_as"] {
+                let Ok(entries) = std::fs::read_dir(root.join(kind).join(target)) else {
+                    continue;
+                };
+                for entry in entries.flatten() {
+                    let bytes = std::fs::read(entry.path()).expect("readable input");
+                    match target {
+                        "probe" => drop(probe(&bytes)),
+                        _ => drop(probe_as(&bytes)),
+                    }
+                    replayed += 1;
+                }
+            }
+        }
+        assert!(replayed > 0, "no corpus under {}", root.display());
+    }
 
     #[test]
     fn sniffing_ignores_names_and_trusts_bytes() {
