@@ -143,7 +143,11 @@ impl RateLimiter {
 
     /// Exchanges counts with Redis every [`SYNC_INTERVAL`] until `cancel` fires.
     pub async fn sync_until(self, cache: Cache, cancel: tokio_util::sync::CancellationToken) {
-        let script = format!("{}:rate:", cache.namespace());
+        let prefix = format!("{}:rate:", cache.namespace());
+        // Called by its hash (EVALSHA): the script is loaded once, and again after any failure
+        // (a restarted Redis has forgotten it).
+        let script = redis::Script::new(SYNC_BUCKET);
+        let mut loaded = false;
         let mut tick = tokio::time::interval(SYNC_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
@@ -152,7 +156,19 @@ impl RateLimiter {
                 _ = tick.tick() => {}
                 () = cancel.cancelled() => return,
             }
-            match self.sync_once(&cache, &script).await {
+            let synced = async {
+                if !loaded {
+                    let mut redis = cache.connection();
+                    kiln_core::cache::bounded(script.load_async(&mut redis)).await?;
+                    loaded = true;
+                }
+                self.sync_once(&cache, &prefix, script.get_hash()).await
+            };
+            let synced = synced.await;
+            if synced.is_err() {
+                loaded = false;
+            }
+            match synced {
                 Ok(()) if failing => {
                     tracing::info!("rate limits are shared through redis again");
                     failing = false;
@@ -169,15 +185,15 @@ impl RateLimiter {
         }
     }
 
-    async fn sync_once(&self, cache: &Cache, prefix: &str) -> redis::RedisResult<()> {
+    async fn sync_once(&self, cache: &Cache, prefix: &str, hash: &str) -> redis::RedisResult<()> {
         let batch = self.take_unsent();
         if batch.is_empty() {
             return Ok(());
         }
         let mut pipe = redis::pipe();
         for (key, unsent, rate) in &batch {
-            pipe.cmd("EVAL")
-                .arg(SYNC_BUCKET)
+            pipe.cmd("EVALSHA")
+                .arg(hash)
                 .arg(1)
                 .arg(format!("{prefix}{key}"))
                 .arg(unsent)
