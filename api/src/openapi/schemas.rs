@@ -3,6 +3,7 @@
 //! run (schemathesis in `.ci/run`) checks every answer against them.
 
 use chrono::{DateTime, NaiveDate, Utc};
+use kiln_core::db::{api_keys::KeyRecord, backups::Backup};
 use serde::Serialize;
 use utoipa::{
     ToSchema,
@@ -102,20 +103,7 @@ pub struct QueueList {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BackupList {
-    pub backups: Vec<BackupView>,
-}
-
-/// A stored backup (`kiln_core::db::backups::Backup`).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct BackupView {
-    pub id: Uuid,
-    pub storage_key: String,
-    pub bytes: i64,
-    pub sha256: String,
-    pub duration_ms: i64,
-    pub server_version: String,
-    pub job_id: Option<Uuid>,
-    pub created_at: DateTime<Utc>,
+    pub backups: Vec<Backup>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -136,33 +124,16 @@ pub struct ScheduleView {
     pub updated_at: DateTime<Utc>,
 }
 
-/// An API key as operators see it (`kiln_core::db::api_keys::KeyRecord`): never its hash.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct KeyView {
-    pub id: Uuid,
-    pub name: String,
-    pub tenant: String,
-    /// The key's first characters, to tell keys apart.
-    pub prefix: String,
-    pub scopes: Vec<String>,
-    pub notify_email: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub last_used_at: Option<DateTime<Utc>>,
-    /// When it stops (or stopped) working; ahead of now during a rotation's overlap.
-    pub revoked_at: Option<DateTime<Utc>>,
-    pub replaced_by: Option<Uuid>,
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 pub struct KeyList {
-    pub keys: Vec<KeyView>,
+    pub keys: Vec<KeyRecord>,
 }
 
 /// A new key: the record and, in this one answer only, the key.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CreatedKey {
     #[serde(flatten)]
-    pub record: KeyView,
+    pub record: KeyRecord,
     pub key: String,
 }
 
@@ -170,9 +141,9 @@ pub struct CreatedKey {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RotatedKey {
     #[serde(flatten)]
-    pub record: KeyView,
+    pub record: KeyRecord,
     pub key: String,
-    pub replaced: KeyView,
+    pub replaced: KeyRecord,
 }
 
 /// One tenant's usage on one UTC day.

@@ -118,7 +118,7 @@ pub async fn digest_recipients(
 }
 
 /// A key as operators see it: everything but its hash.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct KeyRecord {
     pub id: Uuid,
     pub name: String,

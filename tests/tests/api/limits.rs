@@ -19,6 +19,16 @@ async fn app_with(env: &[(&str, &str)]) -> TestApp {
     spawn_app_with(options).await
 }
 
+/// Another API process on the same services (and Redis namespace), and its address.
+async fn second_api(app: &TestApp) -> (Process, String) {
+    let second = Process::spawn("kiln-api", &[], app.env()).expect("second api");
+    let address = second
+        .wait_for_field("listening", "addr")
+        .await
+        .expect("listening");
+    (second, format!("http://{address}"))
+}
+
 /// Any authenticated read: a job that does not exist (404) counts like any other request.
 fn some_path() -> String {
     format!("/v1/jobs/{}", uuid::Uuid::now_v7())
@@ -95,14 +105,7 @@ async fn zero_turns_the_rate_limit_off() {
 #[tokio::test]
 async fn api_processes_share_a_key_s_rate_through_redis() {
     let app = app_with(&[("KILN_RATE_LIMIT", "10/m:10")]).await;
-    let second = Process::spawn("kiln-api", &[], app.env()).expect("second api");
-    let second_address = format!(
-        "http://{}",
-        second
-            .wait_for_field("listening", "addr")
-            .await
-            .expect("listening")
-    );
+    let (_second, second_address) = second_api(&app).await;
     for _ in 0..10 {
         assert_eq!(app.get(&some_path()).await.status, StatusCode::NOT_FOUND);
     }
@@ -265,14 +268,7 @@ async fn uploads_in_flight_are_capped_per_process() {
 #[tokio::test]
 async fn a_tenant_s_uploads_in_flight_are_capped_across_processes() {
     let app = app_with(&[("KILN_TENANT_UPLOADS_IN_FLIGHT", "1")]).await;
-    let second = Process::spawn("kiln-api", &[], app.env()).expect("second api");
-    let second_address = format!(
-        "http://{}",
-        second
-            .wait_for_field("listening", "addr")
-            .await
-            .expect("listening")
-    );
+    let (_second, second_address) = second_api(&app).await;
     let held = held_upload(&second_address, &app.key).await;
     // The lease is in Redis before the other process is asked.
     let lease_key = format!("{}:uploads:tenant-a", app.env()["KILN_NAMESPACE"]);

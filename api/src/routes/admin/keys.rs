@@ -122,7 +122,7 @@ pub async fn create(
 /// Revokes a key now (not the caller's own: an operator cannot lock itself out by mistake).
 #[utoipa::path(post, path = "/v1/admin/keys/{id}/revoke", tag = "admin", security(("bearer" = [])), params(("id" = Uuid, Path, description = "The key's id")),
     responses(
-        (status = 200, description = "The key, revoked", body = crate::openapi::schemas::KeyView),
+        (status = 200, description = "The key, revoked", body = KeyRecord),
         (status = 403, description = "`forbidden`: the key lacks the admin scope", body = crate::openapi::ErrorBody),
         (status = 404, description = "`not_found`: no such key", body = crate::openapi::ErrorBody),
         (status = 409, description = "`own_key`: a key cannot revoke itself", body = crate::openapi::ErrorBody),
