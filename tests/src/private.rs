@@ -12,12 +12,24 @@ use std::{
 };
 
 use anyhow::{Context, bail};
+use uuid::Uuid;
 
+/// The ports a private instance may take: below Linux's ephemeral range (32768–60999), so no
+/// outgoing connection of a parallel test can be handed the port between our check and the
+/// server's bind, or while a stopped server is down (a CI run lost a Postgres start to that).
+const PRIVATE_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A port free now, picked at random from [`PRIVATE_PORTS`].
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    let span = u32::from(PRIVATE_PORTS.end - PRIVATE_PORTS.start);
+    for _ in 0..1000 {
+        let random = u32::from_le_bytes(Uuid::new_v4().as_bytes()[..4].try_into().expect("4"));
+        let port = PRIVATE_PORTS.start + u16::try_from(random % span).expect("in range");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {PRIVATE_PORTS:?}");
 }
 
 fn is_root() -> bool {
@@ -152,7 +164,7 @@ impl PrivatePostgres {
         let bindir = PathBuf::from(String::from_utf8_lossy(&bindir.stdout).trim());
         let dir = tempfile::Builder::new().prefix("kiln-pg-").tempdir()?;
         chown("postgres", dir.path());
-        let postgres = Self {
+        let mut postgres = Self {
             port: free_port(),
             dir,
             bindir,
@@ -163,7 +175,18 @@ impl PrivatePostgres {
                 .arg(postgres.data()),
             "initdb",
         )?;
-        postgres.resume().await?;
+        // A port another process took between the pick and the bind fails the start: try
+        // another port (restarts keep theirs, which is why the ports are non-ephemeral).
+        for attempt in 1.. {
+            match postgres.resume().await {
+                Ok(()) => break,
+                Err(error) if attempt < 3 => {
+                    eprintln!("private postgres on port {}: {error:#}", postgres.port);
+                    postgres.port = free_port();
+                }
+                Err(error) => return Err(error),
+            }
+        }
         Ok(postgres)
     }
 
@@ -198,15 +221,24 @@ impl PrivatePostgres {
             self.port,
             self.dir.path().display()
         );
+        let log = self.dir.path().join("log");
         check(
             command_as("postgres", &self.tool("pg_ctl"))
                 .args(["-w", "-o", &options, "-l"])
-                .arg(self.dir.path().join("log"))
+                .arg(&log)
                 .arg("start")
                 .arg("-D")
                 .arg(self.data()),
             "pg_ctl start",
-        )?;
+        )
+        .with_context(|| {
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(10).collect();
+            format!(
+                "its log ends:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            )
+        })?;
         wait_for_port(self.port, true, "postgres").await
     }
 }

@@ -2,7 +2,6 @@
 
 use std::{
     io::{BufRead, BufReader},
-    net::TcpListener,
     process::{Child, Command, Stdio},
     time::Duration,
 };
@@ -31,7 +30,7 @@ pub struct SmtpServer {
 impl SmtpServer {
     /// Starts one on a free port (`python3` with aiosmtpd, or `KILN_TEST_PYTHON`).
     pub fn start(mode: Mode) -> anyhow::Result<Self> {
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = crate::private::free_port();
         let dir = tempfile::Builder::new().prefix("kiln-smtp-").tempdir()?;
         let python = std::env::var("KILN_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/support/smtp_server.py");

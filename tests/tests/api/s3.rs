@@ -1,7 +1,6 @@
 //! The S3 backend, against a real S3-compatible server (moto in server mode).
 
 use std::{
-    net::TcpListener,
     process::{Child, Command, Stdio},
     time::Duration,
 };
@@ -22,11 +21,7 @@ impl Drop for Moto {
 }
 
 async fn start_moto() -> Moto {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .expect("free port")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = kiln_tests::private::free_port();
     let program = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
     let child = Command::new(&program)
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])

@@ -120,10 +120,7 @@ fn exported_spans(dir: &std::path::Path) -> Vec<ExportedSpan> {
 
 #[tokio::test]
 async fn with_otlp_configured_the_api_and_worker_spans_form_one_exported_trace() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let port = kiln_tests::private::free_port();
     let dir = tempfile::tempdir().expect("temp dir");
     let python = std::env::var("KILN_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let mut sink = std::process::Command::new(python)
