@@ -13,6 +13,10 @@ export KILN_NAMESPACE="$name" KILN_STORAGE_URL="$storage" KILN_API_ADDR=127.0.0.
 export KILN_WORKER_CONCURRENCY="${KILN_WORKER_CONCURRENCY:-2}" KILN_CPU_THREADS="${KILN_CPU_THREADS:-2}"
 export KILN_MAX_UPLOAD_BYTES=52428800
 export RUST_LOG=warn LOG_FORMAT=json
+# Benchmarks measure throughput, not the limiter: every limit is off unless a script sets one.
+export KILN_RATE_LIMIT="${KILN_RATE_LIMIT:-0}" KILN_AUTH_FAILURE_LIMIT="${KILN_AUTH_FAILURE_LIMIT:-0}"
+export KILN_EMAIL_DAILY_LIMIT="${KILN_EMAIL_DAILY_LIMIT:-0}" KILN_TENANT_UPLOADS_IN_FLIGHT="${KILN_TENANT_UPLOADS_IN_FLIGHT:-0}"
+export KILN_MAX_UPLOADS_IN_FLIGHT="${KILN_MAX_UPLOADS_IN_FLIGHT:-0}"
 pids=()
 cleanup() {
   kill -TERM "${pids[@]}" 2>/dev/null || true

@@ -20,6 +20,9 @@ pub struct ApiError {
     retry_after: Option<u32>,
     /// Per-field problems of a request body, keyed by field path (`to[1]`, `subject`).
     fields: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Machine-readable details that belong to the code (`quota` and `limit` of a
+    /// `quota_exceeded`), merged into the error object.
+    details: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl ApiError {
@@ -31,7 +34,16 @@ impl ApiError {
             message: message.into(),
             retry_after: None,
             fields: None,
+            details: None,
         }
+    }
+
+    /// The same error with a machine-readable detail beside its code and message.
+    pub fn with_detail(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.details
+            .get_or_insert_with(Default::default)
+            .insert(key.to_owned(), value.into());
+        self
     }
 
     /// 422 with field-level errors.
@@ -112,6 +124,9 @@ impl IntoResponse for ApiError {
         let mut error = json!({ "code": self.code, "message": self.message });
         if let Some(fields) = self.fields {
             error["fields"] = serde_json::Value::Object(fields);
+        }
+        for (key, value) in self.details.into_iter().flatten() {
+            error[key] = value;
         }
         let body = json!({ "error": error });
         let mut response = (self.status, Json(body)).into_response();

@@ -48,14 +48,16 @@ pub struct KeySpec<'a> {
 impl KeySpec<'_> {
     fn check(&self) -> Result<(), KeyError> {
         let invalid = |message: String| Err(KeyError::Invalid(message));
-        if self.name.trim().is_empty() || self.name.len() > 200 {
-            return invalid("the name must be 1 to 200 characters".into());
+        // Control characters (NUL above all, which Postgres refuses in text) have no place in
+        // a name shown on the dashboard and printed a key a line by `keys list`.
+        let unfit = |text: &str| {
+            text.trim().is_empty() || text.len() > 200 || text.chars().any(char::is_control)
+        };
+        if unfit(self.name) {
+            return invalid("the name must be 1 to 200 characters, none of them control".into());
         }
-        if self
-            .tenant
-            .is_some_and(|t| t.trim().is_empty() || t.len() > 200)
-        {
-            return invalid("the tenant must be 1 to 200 characters".into());
+        if self.tenant.is_some_and(unfit) {
+            return invalid("the tenant must be 1 to 200 characters, none of them control".into());
         }
         if self.scopes.is_empty() {
             return invalid(format!("at least one scope of {}", scope::ALL.join(",")));

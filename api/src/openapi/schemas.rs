@@ -26,6 +26,10 @@ pub struct ErrorDetail {
     /// Per-field problems of a request body (422 `validation_failed`), by field path.
     #[schema(value_type = Option<Object>)]
     pub fields: Option<serde_json::Value>,
+    /// Which daily quota a `quota_exceeded` names: `emails`, `uploads` or `upload_bytes`.
+    pub quota: Option<String>,
+    /// That quota's daily limit.
+    pub limit: Option<u64>,
 }
 
 /// The error body's schema, inline (shared by every error response).

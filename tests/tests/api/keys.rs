@@ -53,6 +53,21 @@ async fn wait_until_refused(app: &TestApp, key: &str) {
     panic!("a revoked key still works");
 }
 
+/// The id of `tenant`'s oldest key.
+async fn key_id(app: &TestApp, tenant: &str) -> String {
+    let listed = send(
+        app,
+        reqwest::Method::GET,
+        &format!("/v1/admin/keys?tenant={tenant}"),
+        None,
+    )
+    .await;
+    listed.body["keys"][0]["id"]
+        .as_str()
+        .expect("a key id")
+        .to_owned()
+}
+
 #[tokio::test]
 async fn the_cli_lists_revokes_and_rotates_keys() {
     let app = app().await;
@@ -200,6 +215,43 @@ async fn admins_manage_keys_over_http_and_a_rotation_may_overlap() {
         app.get_as(Some(&new_key), "/v1/media/x").await.status,
         StatusCode::NOT_FOUND
     );
+
+    // An overlap that runs out ends the old key by itself.
+    let short = app.key_for("tenant-c", "media");
+    let short_id = key_id(&app, "tenant-c").await;
+    let rotated = send(
+        &app,
+        reqwest::Method::POST,
+        &format!("/v1/admin/keys/{short_id}/rotate"),
+        Some(json!({"overlap_secs": 1})),
+    )
+    .await;
+    assert_eq!(rotated.status, StatusCode::CREATED, "{:?}", rotated.body);
+    let successor = rotated.body["key"].as_str().expect("new key").to_owned();
+    wait_until_refused(&app, &short).await;
+    assert_eq!(
+        app.get_as(Some(&successor), "/v1/media/x").await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // Control characters (a NUL above all) are refused, not a 500.
+    for body in [
+        json!({"name": "bad\u{0}name", "scopes": ["media"]}),
+        json!({"name": "fine", "tenant": "bad\u{0}tenant", "scopes": ["media"]}),
+    ] {
+        let answer = send(&app, reqwest::Method::POST, "/v1/admin/keys", Some(body)).await;
+        assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(answer.error_code(), "invalid_key");
+    }
+    let answer = send(
+        &app,
+        reqwest::Method::GET,
+        "/v1/admin/keys?tenant=a%00b",
+        None,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.body["keys"], json!([]));
 
     let missing = uuid::Uuid::now_v7();
     let answer = send(

@@ -36,6 +36,8 @@ async fn a_tenant_over_its_daily_email_quota_gets_429_naming_it() {
         .as_str()
         .unwrap_or_default();
     assert!(message.contains("emails"), "{message}");
+    assert_eq!(refused.body["error"]["quota"], "emails");
+    assert_eq!(refused.body["error"]["limit"], 2);
     assert!(refused.headers.get("retry-after").is_some());
     // A refused email is not a job and does not count.
     assert_eq!(app.job_count().await, 2);

@@ -27,7 +27,9 @@ impl Pace {
         let window = limits.upload_rate_window;
         Self {
             window,
-            min_bytes: limits.upload_min_bytes_per_sec * window.as_secs(),
+            min_bytes: limits
+                .upload_min_bytes_per_sec
+                .saturating_mul(window.as_secs()),
             started: Instant::now(),
             received: 0,
             returned_at: None,
