@@ -15,7 +15,9 @@ pub mod scope {
     pub const MEDIA: &str = "media";
     pub const EMAIL: &str = "email";
     pub const ADMIN: &str = "admin";
-    pub const ALL: [&str; 3] = [MEDIA, EMAIL, ADMIN];
+    /// The tenant's webhook endpoints and their delivery log.
+    pub const WEBHOOKS: &str = "webhooks";
+    pub const ALL: [&str; 4] = [MEDIA, EMAIL, ADMIN, WEBHOOKS];
 }
 
 /// Active keys by hash for a short time, so an authenticated request needs no database round

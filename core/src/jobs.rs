@@ -26,11 +26,14 @@ pub enum JobKind {
     /// Does nothing but succeed: measures the queue itself (`bench/queue.sh`) and checks that
     /// the whole loop (row, message, worker, status) works.
     Noop,
+    /// Deliver one event to one webhook endpoint, signed (Standard Webhooks). Its retries are
+    /// kept in Postgres (see [`JobKind::retries_in_postgres`]).
+    Webhook,
 }
 
 impl JobKind {
     /// Every kind, for declaring bindings.
-    pub const ALL: [JobKind; 7] = [
+    pub const ALL: [JobKind; 8] = [
         Self::Media,
         Self::Email,
         Self::Backup,
@@ -38,6 +41,7 @@ impl JobKind {
         Self::Digest,
         Self::Prune,
         Self::Noop,
+        Self::Webhook,
     ];
 
     /// The stored and routed name.
@@ -50,7 +54,15 @@ impl JobKind {
             Self::Digest => "digest",
             Self::Prune => "prune",
             Self::Noop => "noop",
+            Self::Webhook => "webhook",
         }
+    }
+
+    /// Whether a failed attempt's retry waits in Postgres (its row, due at `run_after`, sent
+    /// by the outbox relay) rather than in the broker's fixed-delay ladder: deliveries wait as
+    /// long as an endpoint's `Retry-After` or their own schedule says, which fixed TTLs cannot.
+    pub fn retries_in_postgres(self) -> bool {
+        matches!(self, Self::Webhook)
     }
 
     /// The queue that carries this kind: housekeeping shares one queue so that it never
@@ -61,6 +73,7 @@ impl JobKind {
             Self::Email => QueueKind::Email,
             Self::Backup => QueueKind::Backup,
             Self::Cleanup | Self::Digest | Self::Prune | Self::Noop => QueueKind::Maintenance,
+            Self::Webhook => QueueKind::Http,
         }
     }
 }
@@ -90,11 +103,19 @@ pub enum QueueKind {
     Email,
     Backup,
     Maintenance,
+    /// Outgoing HTTP (webhook deliveries): waits on other people's servers, never on a CPU.
+    Http,
 }
 
 impl QueueKind {
     /// Every queue.
-    pub const ALL: [QueueKind; 4] = [Self::Media, Self::Email, Self::Backup, Self::Maintenance];
+    pub const ALL: [QueueKind; 5] = [
+        Self::Media,
+        Self::Email,
+        Self::Backup,
+        Self::Maintenance,
+        Self::Http,
+    ];
 
     /// The queue's name without the namespace.
     pub fn as_str(self) -> &'static str {
@@ -103,6 +124,7 @@ impl QueueKind {
             Self::Email => "email",
             Self::Backup => "backup",
             Self::Maintenance => "maintenance",
+            Self::Http => "http",
         }
     }
 }
@@ -173,6 +195,12 @@ pub struct Envelope {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MediaPayload {
     pub media_id: Uuid,
+}
+
+/// Payload of a [`JobKind::Webhook`] job: the delivery row (whose id is the job's).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WebhookPayload {
+    pub delivery_id: Uuid,
 }
 
 /// Payload of a [`JobKind::Email`] job: one message, validated when it was accepted.

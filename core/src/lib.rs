@@ -5,6 +5,8 @@
 //!
 //! - [`config`]: typed configuration from environment variables, failing fast with the name.
 //! - [`db`]: the Postgres pool, migrations and one repository module per aggregate.
+//! - [`delivery`]: the signed HTTP client of webhooks: Standard Webhooks signing, the
+//!   address filter (SSRF), limits, and what an answer means for a retry.
 //! - [`cache`]: the cache-aside read in front of Postgres (Redis first, one load per key).
 //! - [`storage`]: originals and variants, on a local directory or S3-compatible storage.
 //! - [`jobs`]: the job contracts (kinds, statuses, the message envelope, payloads).
@@ -15,10 +17,12 @@
 //! - [`templates`]: email templates (built-in notifications and the operator's own).
 //! - [`trace_context`]: W3C `traceparent`, carried from API requests into jobs.
 //! - [`shutdown`]: SIGINT/SIGTERM as a cancellation token.
+//! - [`views`]: resources as clients see them (the API answers and webhook events).
 
 pub mod cache;
 pub mod config;
 pub mod db;
+pub mod delivery;
 pub mod image_probe;
 pub mod jobs;
 pub mod pg_tool;
@@ -28,5 +32,6 @@ pub mod storage;
 pub mod telemetry;
 pub mod templates;
 pub mod trace_context;
+pub mod views;
 
 pub use config::Config;

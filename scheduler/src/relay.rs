@@ -10,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 /// Rows younger than this are left to the API, which is probably publishing them right now.
 const GRACE: Duration = Duration::from_secs(5);
-/// How often the relay looks.
-const INTERVAL: Duration = Duration::from_secs(2);
+/// How often the relay looks: also how late a retry kept in Postgres may be sent.
+const INTERVAL: Duration = Duration::from_secs(1);
 /// Rows per pass.
 const BATCH: i64 = 200;
 
@@ -51,7 +51,10 @@ pub async fn relay_once(db: &PgPool, publisher: &Publisher) -> anyhow::Result<us
         "UPDATE jobs SET run_after = now() + make_interval(secs => $2)
          WHERE id IN (SELECT id FROM jobs
                       WHERE published_at IS NULL AND status IN ('queued', 'failed')
-                        AND run_after < now() - make_interval(secs => $1)
+                        -- A failed row here is a retry kept in Postgres: nobody else sends
+                        -- it, so it is due at `run_after` itself, with no grace.
+                        AND run_after < now() - make_interval(
+                              secs => CASE WHEN status = 'failed' THEN 0 ELSE $1::float8 END)
                       ORDER BY run_after
                       LIMIT $3
                       FOR UPDATE SKIP LOCKED)

@@ -10,6 +10,7 @@ pub mod private;
 mod process;
 mod services;
 pub mod smtp;
+pub mod webhooks;
 
 use std::{collections::HashMap, path::PathBuf, time::Duration};
 
@@ -89,7 +90,7 @@ async fn try_spawn(options: Options) -> anyhow::Result<TestApp> {
             String::from_utf8_lossy(&migrate.stderr)
         );
     }
-    let key = create_key(&env, "tenant-a", "media,email,admin")?;
+    let key = create_key(&env, "tenant-a", "media,email,admin,webhooks")?;
 
     let api = Process::spawn("kiln-api", &[], &env)?;
     let address = api.wait_for_field("listening", "addr").await?;
@@ -298,6 +299,18 @@ impl TestApp {
             request = request.bearer_auth(key);
         }
         Answer::from(request.send().await.expect("get request")).await
+    }
+
+    /// Any request with the default key and an optional JSON body.
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Answer {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.address))
+            .bearer_auth(&self.key);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        Answer::from(request.send().await.expect("request")).await
     }
 
     /// `GET path` with the default key.

@@ -9,6 +9,7 @@
 //!   boundary and a timeout, record the outcome, then ack, retry or dead-letter.
 //! - [`jobs`]: one module per job kind, and the `Retry`/`Abort` classification of failures.
 //! - [`notify`]: the built-in "media ready/failed" emails.
+//! - [`events`]: the webhook events a job's outcome raises, in its transaction.
 //! - [`reconcile`]: messages the broker dead-lettered by itself (delivery limit), settled
 //!   against their rows before they go on to the dead queue.
 //! - [`imaging`]: decode, resize and encode, pure CPU work.
@@ -18,6 +19,7 @@
 pub mod acks;
 pub mod consumer;
 pub mod cpu;
+pub mod events;
 pub mod heartbeat;
 pub mod held;
 pub mod imaging;
@@ -63,6 +65,10 @@ pub struct Context {
     pub held: held::Held,
     /// Usage per tenant (processing time, variant bytes, emails sent), written in batches.
     pub usage: kiln_core::db::usage::Recorder,
+    /// The signed HTTP client of webhook deliveries (its own connection pool).
+    pub delivery: kiln_core::delivery::Client,
+    /// Deliveries in flight per endpoint.
+    pub endpoint_slots: jobs::http::EndpointSlots,
 }
 
 impl Context {
@@ -93,7 +99,14 @@ impl Context {
             .context("KILN_EMAIL_FROM is not a valid mailbox")?;
         let templates =
             Templates::load(config.email_templates.as_deref()).context("KILN_EMAIL_TEMPLATES")?;
+        let delivery = kiln_core::delivery::Client::new(
+            config.webhooks.timeout,
+            config.webhooks.allow_nets.clone(),
+        )
+        .context("the webhook HTTP client")?;
         Ok(Self {
+            delivery,
+            endpoint_slots: jobs::http::EndpointSlots::new(config.webhooks.endpoint_concurrency),
             usage: kiln_core::db::usage::Recorder::spawn(db.clone()),
             writes: JobWrites::spawn(db.clone()),
             db,

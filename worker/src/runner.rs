@@ -161,11 +161,22 @@ async fn run(ctx: &Context, envelope: &Envelope, shutdown: &CancellationToken) -
             Settle::Ack
         }
         Err(JobError::Abort(error)) => bury(ctx, kind, &job, &error, shutdown).await,
-        Err(JobError::Retry(error)) if job.attempts >= job.max_attempts => {
+        Err(JobError::Retry(error) | JobError::RetryIn { error, .. })
+            if job.attempts >= job.max_attempts =>
+        {
             let error = format!("out of attempts ({}): {error}", job.attempts);
             bury(ctx, kind, &job, &error, shutdown).await
         }
-        Err(JobError::Retry(error)) => retry_later(ctx, &job, &error, shutdown).await,
+        Err(JobError::RetryIn { error, wait }) if kind.retries_in_postgres() => {
+            retry_from_postgres(ctx, &job, &error, wait, shutdown).await
+        }
+        Err(JobError::Retry(error)) if kind.retries_in_postgres() => {
+            let wait = ctx.config.webhooks.wait_after(job.attempts, None);
+            retry_from_postgres(ctx, &job, &error, wait, shutdown).await
+        }
+        Err(JobError::Retry(error) | JobError::RetryIn { error, .. }) => {
+            retry_later(ctx, &job, &error, shutdown).await
+        }
     }
 }
 
@@ -182,6 +193,33 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         metrics::gauge!("kiln_jobs_in_flight", "kind" => self.0.as_str()).decrement(1.0);
+    }
+}
+
+/// Records the failed attempt with its retry due in `wait`, kept in Postgres: the outbox relay
+/// sends the job's next message when it is due, so nothing is published now.
+async fn retry_from_postgres(
+    ctx: &Context,
+    job: &Job,
+    error: &str,
+    wait: Duration,
+    shutdown: &CancellationToken,
+) -> Settle {
+    metrics::counter!("kiln_jobs_retried_total", "kind" => job.kind.clone()).increment(1);
+    let recorded = until_recorded(shutdown, || {
+        db::jobs::mark_failed_until(&ctx.db, job.id, job.attempts, error, wait)
+    })
+    .await;
+    match recorded {
+        Some(true) => {
+            tracing::warn!(%error, retry_in_ms = wait.as_millis() as u64, "attempt failed; retrying later");
+            Settle::Ack
+        }
+        Some(false) => {
+            tracing::info!(%error, "attempt superseded by a newer one; no retry scheduled");
+            Settle::Ack
+        }
+        None => Settle::Requeue,
     }
 }
 
@@ -278,6 +316,7 @@ async fn dispatch(ctx: &Context, kind: JobKind, job: &Job) -> Result<(), JobErro
         JobKind::Digest => jobs::digest::run(ctx, job).await,
         JobKind::Prune => jobs::prune::run(ctx, job).await,
         JobKind::Noop => jobs::noop::run(ctx, job).await,
+        JobKind::Webhook => jobs::http::run(ctx, job).await,
     }
 }
 
@@ -332,10 +371,13 @@ pub(crate) async fn bury_as(
         if !buried {
             return Ok(None);
         }
-        let after = match kind {
+        let mut after = match kind {
             JobKind::Media => jobs::media::on_dead(ctx, &mut tx, job, error).await?,
+            JobKind::Webhook => jobs::http::on_dead(&mut tx, job, error).await?,
             _ => jobs::media::AfterCommit::default(),
         };
+        let events = crate::events::job_died(ctx, &mut tx, kind, job, error).await?;
+        after.publish.extend(events);
         tx.commit().await?;
         Ok::<_, sqlx::Error>(Some(after))
     })
@@ -349,8 +391,8 @@ pub(crate) async fn bury_as(
             if let Some(key) = after.stale_cache_key {
                 ctx.cache.invalidate(&key).await;
             }
-            if let Some(email) = after.publish {
-                kiln_core::queue::publish_committed(&ctx.writes, &ctx.publisher, &email).await;
+            for enqueued in &after.publish {
+                kiln_core::queue::publish_committed(&ctx.writes, &ctx.publisher, enqueued).await;
             }
             metrics::counter!("kiln_jobs_dead_total", "kind" => kind.as_str()).increment(1);
             let body = job

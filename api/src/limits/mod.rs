@@ -67,6 +67,8 @@ fn policy(path: &str, rates: &RateLimits) -> (&'static str, Option<Rate>) {
         ("email", rates.email)
     } else if path.starts_with("/v1/admin") || path.starts_with("/admin") {
         ("admin", rates.admin)
+    } else if path.starts_with("/v1/webhooks") {
+        ("webhooks", rates.webhooks)
     } else {
         ("media", rates.media)
     }
@@ -137,6 +139,8 @@ pub fn quota_exceeded(quota: &str, limit: u64) -> ApiError {
         format!("this tenant has used its daily {quota} quota ({limit}); it renews at 00:00 UTC"),
         wait,
     )
+    .with_detail("quota", quota)
+    .with_detail("limit", limit)
 }
 
 fn retry_seconds(decision: &Decision) -> u32 {
@@ -174,11 +178,13 @@ mod tests {
             media: rate,
             email: None,
             admin: rate,
+            webhooks: rate,
         };
         assert_eq!(policy("/v1/emails", &rates).0, "email");
         assert!(policy("/v1/emails", &rates).1.is_none());
         assert_eq!(policy("/v1/admin/jobs", &rates).0, "admin");
         assert_eq!(policy("/v1/media/x", &rates).0, "media");
         assert_eq!(policy("/v1/jobs/x", &rates).0, "media");
+        assert_eq!(policy("/v1/webhooks/x", &rates).0, "webhooks");
     }
 }

@@ -26,7 +26,9 @@ pub use schemas::ErrorBody;
         description = "A self-hosted job backend for apps that take media uploads: images \
                        resized into variants, email, and the operators' admin API. Every error \
                        is `{\"error\": {\"code\", \"message\"}}` with a stable code; see each \
-                       response's description for the codes it may carry.",
+                       response's description for the codes it may carry. Any path answers a \
+                       method it does not take with 405 `method_not_allowed` (and `Allow`), and \
+                       any operation may answer 500 `internal`, whose cause is only in the log.",
         license(name = "MIT OR Apache-2.0"),
     ),
     tags(
@@ -34,6 +36,7 @@ pub use schemas::ErrorBody;
         (name = "media", description = "Uploads, media and their variants (scope media)"),
         (name = "jobs", description = "Job status (any scope)"),
         (name = "emails", description = "Email sent by the workers (scope email)"),
+        (name = "webhooks", description = "Endpoints Kiln calls back with signed events (Standard Webhooks 1.0), and their delivery log (scope webhooks)"),
         (name = "usage", description = "Usage per tenant and day"),
         (name = "admin", description = "Operators' actions (scope admin; every tenant)"),
     ),
@@ -76,6 +79,12 @@ impl Modify for Shared {
             for operation in operations.into_iter().flatten() {
                 let authenticated = operation.security.is_some();
                 let responses = &mut operation.responses.responses;
+                responses.entry("500".into()).or_insert_with(|| {
+                    error(
+                        "`internal`: an unexpected failure; the cause is in the server's log",
+                        false,
+                    )
+                });
                 responses
                     .entry("408".into())
                     .or_insert_with(|| error("`request_timeout`: the request (its body included) took longer than KILN_REQUEST_TIMEOUT_SECS; for an upload, `upload_timeout`: it came slower than the minimum pace", false));

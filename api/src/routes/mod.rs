@@ -7,6 +7,7 @@ mod health;
 mod jobs;
 pub mod media;
 mod usage;
+mod webhooks;
 
 use axum::{
     Router,
@@ -42,6 +43,19 @@ pub fn documented_routes() -> OpenApiRouter<AppState> {
             let limit = DefaultBodyLimit::max(emails::BODY_LIMIT);
             (schemas, paths, method.layer(limit))
         })
+        .routes(routes!(
+            webhooks::create::create_endpoint,
+            webhooks::manage::list_endpoints
+        ))
+        .routes(routes!(
+            webhooks::manage::get_endpoint,
+            webhooks::manage::update_endpoint,
+            webhooks::manage::delete_endpoint
+        ))
+        .routes(routes!(webhooks::manage::rotate_secret))
+        .routes(routes!(webhooks::deliveries::list_deliveries))
+        .routes(routes!(webhooks::deliveries::retry_delivery))
+        .routes(routes!(webhooks::deliveries::replay_failed))
         .routes(routes!(usage::all))
         .routes(routes!(admin::jobs::list))
         .routes(routes!(admin::backups::list))

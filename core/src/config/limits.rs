@@ -25,6 +25,7 @@ pub struct RateLimits {
     pub media: Option<Rate>,
     pub email: Option<Rate>,
     pub admin: Option<Rate>,
+    pub webhooks: Option<Rate>,
 }
 
 /// The API's limits (see the module documentation).
@@ -78,6 +79,7 @@ impl Limits {
                 media: scoped("KILN_RATE_LIMIT_MEDIA")?,
                 email: scoped("KILN_RATE_LIMIT_EMAIL")?,
                 admin: scoped("KILN_RATE_LIMIT_ADMIN")?,
+                webhooks: scoped("KILN_RATE_LIMIT_WEBHOOKS")?,
             },
             auth_failures: rate("KILN_AUTH_FAILURE_LIMIT", "10/m:20")?,
             trusted_proxies: parse_networks(&env.string("KILN_TRUSTED_PROXIES", ""))

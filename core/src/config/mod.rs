@@ -8,8 +8,10 @@ use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 use secrecy::SecretString;
 
 mod limits;
+mod webhooks;
 
 pub use limits::{Limits, Rate, RateLimits, parse_networks, parse_rate};
+pub use webhooks::Webhooks;
 
 /// A configuration value that could not be used; the message names the variable.
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +84,7 @@ pub struct Config {
     /// their own (`KILN_WORKER_CONCURRENCY`).
     pub worker_concurrency: u16,
     /// Queues with a concurrency of their own, not counted against `worker_concurrency`
-    /// (`KILN_CONCURRENCY_MEDIA`, `_EMAIL`, `_BACKUP`, `_MAINTENANCE`).
+    /// (`KILN_CONCURRENCY_MEDIA`, `_EMAIL`, `_BACKUP`, `_MAINTENANCE`, `_HTTP`: 16 by default).
     pub queue_concurrency: Vec<(crate::jobs::QueueKind, u16)>,
     /// Threads that decode/resize/encode at once; CPU-bound, so about the core count.
     pub cpu_threads: usize,
@@ -150,6 +152,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// What one client may take from the API.
     pub limits: Limits,
+    /// How webhooks are delivered: their retry schedule, time-outs and reach.
+    pub webhooks: Webhooks,
 }
 
 impl Config {
@@ -173,6 +177,8 @@ impl Config {
                 crate::jobs::JobKind::Digest => "KILN_MAX_ATTEMPTS_DIGEST",
                 crate::jobs::JobKind::Prune => "KILN_MAX_ATTEMPTS_PRUNE",
                 crate::jobs::JobKind::Noop => "KILN_MAX_ATTEMPTS_NOOP",
+                // A delivery's attempts come from its own schedule (KILN_WEBHOOK_RETRY_DELAYS).
+                crate::jobs::JobKind::Webhook => continue,
             };
             max_attempts_by_kind.push((kind, env.bounded(var, max_attempts, 1, 100)?));
         }
@@ -183,8 +189,12 @@ impl Config {
                 crate::jobs::QueueKind::Email => "KILN_CONCURRENCY_EMAIL",
                 crate::jobs::QueueKind::Backup => "KILN_CONCURRENCY_BACKUP",
                 crate::jobs::QueueKind::Maintenance => "KILN_CONCURRENCY_MAINTENANCE",
+                crate::jobs::QueueKind::Http => "KILN_CONCURRENCY_HTTP",
             };
-            if let Some(limit) = env.optional::<u16>(var)? {
+            // Deliveries wait on other people's servers, not on this machine: they get slots of
+            // their own by default, so a slow endpoint never holds up media or email.
+            let default = (queue == crate::jobs::QueueKind::Http).then_some(16);
+            if let Some(limit) = env.optional::<u16>(var)?.or(default) {
                 if !(1..=1024).contains(&limit) {
                     return Err(env.error(var, format!("{limit} is outside 1..=1024")));
                 }
@@ -305,6 +315,7 @@ impl Config {
             },
             schedules: env.string("KILN_SCHEDULES", ""),
             limits: Limits::read(&env)?,
+            webhooks: Webhooks::read(&env)?,
             log_format: match env.string("LOG_FORMAT", "text").as_str() {
                 "text" => LogFormat::Text,
                 "json" => LogFormat::Json,
@@ -317,6 +328,9 @@ impl Config {
 
     /// Attempts a job of `kind` gets before it is dead.
     pub fn max_attempts(&self, kind: crate::jobs::JobKind) -> i32 {
+        if kind == crate::jobs::JobKind::Webhook {
+            return self.webhooks.max_attempts();
+        }
         self.max_attempts_by_kind
             .iter()
             .find(|(k, _)| *k == kind)
@@ -411,17 +425,22 @@ fn parse_namespace(raw: &str) -> Result<String, ConfigError> {
     Ok(raw.to_owned())
 }
 
-/// Parses a comma-separated list of durations such as `500ms,5s,2m,1h`.
+/// Parses a comma-separated list of durations such as `500ms,5s,2m,1h` (`KILN_RETRY_DELAYS`).
 pub fn parse_delays(raw: &str) -> Result<Vec<Duration>, ConfigError> {
+    parse_delays_of("KILN_RETRY_DELAYS", raw)
+}
+
+/// [`parse_delays`] for another variable, named in its errors.
+pub fn parse_delays_of(var: &'static str, raw: &str) -> Result<Vec<Duration>, ConfigError> {
     let delays = raw
         .split(',')
         .map(str::trim)
         .filter(|e| !e.is_empty())
-        .map(|entry| parse_duration("KILN_RETRY_DELAYS", entry))
+        .map(|entry| parse_duration(var, entry))
         .collect::<Result<Vec<_>, _>>()?;
     if delays.is_empty() {
         return Err(ConfigError {
-            var: "KILN_RETRY_DELAYS",
+            var,
             message: "at least one delay is needed".into(),
         });
     }

@@ -95,6 +95,24 @@ pub async fn notify_address(
     Ok(address.flatten())
 }
 
+/// Where to tell a tenant about its account (a webhook endpoint disabled): the notification
+/// address of its oldest unrevoked key that has one.
+pub async fn tenant_notify_address(
+    db: impl PgExecutor<'_>,
+    tenant: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    let address = sqlx::query_scalar!(
+        "SELECT notify_email FROM api_keys
+         WHERE tenant = $1 AND notify_email IS NOT NULL
+           AND (revoked_at IS NULL OR revoked_at > now())
+         ORDER BY created_at LIMIT 1",
+        tenant
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(address.flatten())
+}
+
 /// A tenant's digest address: the address of its oldest unrevoked opted-in key.
 #[derive(Debug, Clone)]
 pub struct DigestRecipient {

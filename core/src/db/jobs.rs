@@ -75,10 +75,15 @@ pub async fn insert(db: impl PgExecutor<'_>, job: &NewJob<'_>) -> Result<Job, sq
 /// Records that the broker confirmed the job's message, on a row the relay would send again: a
 /// running or finished job needs no record (its attempt's outcome writes one), and writing it
 /// would be an update that cannot be HOT (`published_at` is in the relay's index predicate).
+///
+/// A failed job whose retry waits in Postgres ([`mark_failed_until`]) until a time still ahead
+/// is left alone: this record belongs to the message of an attempt that has ended since, and
+/// writing it would keep the relay from sending the retry.
 pub async fn mark_published(db: impl PgExecutor<'_>, id: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "UPDATE jobs SET published_at = now()
-         WHERE id = $1 AND published_at IS NULL AND status IN ('queued', 'failed')",
+         WHERE id = $1 AND published_at IS NULL AND status IN ('queued', 'failed')
+           AND NOT (status = 'failed' AND retry_at > now())",
         id
     )
     .execute(db)
@@ -193,6 +198,34 @@ pub async fn mark_failed(
         "UPDATE jobs SET status = 'failed', last_error = $3,
                          retry_at = now() + make_interval(secs => $4),
                          published_at = coalesce(published_at, started_at)
+         WHERE id = $1 AND status = 'running' AND attempts = $2",
+        id,
+        attempt,
+        &*error,
+        retry_in.as_secs_f64(),
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records a failed attempt whose retry waits in Postgres (kinds whose
+/// [`JobKind::retries_in_postgres`]): due in `retry_in`, unpublished, so the outbox relay sends
+/// it once `run_after` has come. Unlike [`mark_failed`] this update is not HOT (`published_at`
+/// is in the relay's index predicate); it happens a few times in a delivery's life.
+pub async fn mark_failed_until(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    attempt: i32,
+    error: &str,
+    retry_in: std::time::Duration,
+) -> Result<bool, sqlx::Error> {
+    let error = storable(error);
+    let done = sqlx::query!(
+        "UPDATE jobs SET status = 'failed', last_error = $3,
+                         retry_at = now() + make_interval(secs => $4),
+                         run_after = now() + make_interval(secs => $4),
+                         published_at = NULL
          WHERE id = $1 AND status = 'running' AND attempts = $2",
         id,
         attempt,

@@ -17,6 +17,7 @@ pub mod schedules;
 pub mod sessions;
 pub mod stats;
 pub mod usage;
+pub mod webhooks;
 pub mod workers;
 
 use std::time::Duration;

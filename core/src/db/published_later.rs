@@ -124,7 +124,8 @@ fn retry_later(pending: &mut VecDeque<(Instant, Uuid)>, failed: Vec<Uuid>, now: 
 }
 
 /// Sets `published_at` where it is still missing on a job the relay would send again (one not
-/// running or finished). Rows are found by key alone (see `job_writes::start_round`); the
+/// started yet: a failed one has its publish recorded by its failure, or, when its retry waits
+/// in Postgres, must stay unrecorded until the relay sends that retry). Rows are found by key alone (see `job_writes::start_round`); the
 /// others are neither locked nor written, and rows locked right now are skipped rather than
 /// waited for: their job is being started. Never waiting, this cannot deadlock. Returns the ids
 /// not written: after a failure the rest are not tried (Postgres is probably down, and each try
@@ -135,12 +136,12 @@ async fn write(db: &PgPool, ids: Vec<Uuid>) -> Vec<Uuid> {
             r#"WITH noted AS MATERIALIZED (
                  SELECT jobs.id,
                         jobs.published_at IS NULL
-                        AND jobs.status IN ('queued', 'failed') AS unrecorded
+                        AND jobs.status = 'queued' AS unrecorded
                  FROM unnest($1::uuid[]) AS noted(id) JOIN jobs USING (id)),
                locked AS (
                  SELECT jobs.id,
                         jobs.published_at IS NULL
-                        AND jobs.status IN ('queued', 'failed') AS unrecorded
+                        AND jobs.status = 'queued' AS unrecorded
                  FROM noted JOIN jobs USING (id) WHERE noted.unrecorded
                  FOR NO KEY UPDATE OF jobs SKIP LOCKED)
                UPDATE jobs SET published_at = now()

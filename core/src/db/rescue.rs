@@ -22,14 +22,16 @@ pub struct Expected {
 
 /// Per kind, the live jobs whose message should be in the work queue (ready or held by a
 /// worker): queued and published, or failed with the retry due. Unpublished ones are the outbox
-/// relay's; failed ones not yet due are in a delay queue.
+/// relay's (a retry kept in Postgres is unpublished until the relay sends it); failed ones not
+/// yet due are in a delay queue.
 pub async fn expected_in_queues(db: impl PgExecutor<'_>) -> Result<Vec<Expected>, sqlx::Error> {
     sqlx::query_as!(
         Expected,
         r#"SELECT kind AS "kind!", count(*) AS "jobs!"
            FROM jobs
            WHERE is_live
-             AND ((status = 'queued' AND published_at IS NOT NULL)
+             AND published_at IS NOT NULL
+             AND (status = 'queued'
                   OR (status = 'failed' AND coalesce(retry_at, started_at) <= now()))
            GROUP BY kind"#,
     )
@@ -53,7 +55,7 @@ pub async fn claim_overdue(
                       WHERE is_live AND kind = ANY($1)
                         AND ((status = 'queued'
                               AND published_at < now() - make_interval(secs => $2))
-                             OR (status = 'failed'
+                             OR (status = 'failed' AND published_at IS NOT NULL
                                  AND coalesce(retry_at, started_at)
                                      < now() - make_interval(secs => $2)))
                         AND (rescued_at IS NULL OR rescued_at < started_at

@@ -123,10 +123,14 @@ pub struct OutboxBacklog {
 pub async fn outbox_backlog(db: impl PgExecutor<'_>) -> Result<OutboxBacklog, sqlx::Error> {
     sqlx::query_as!(
         OutboxBacklog,
+        // A retry kept in Postgres waits unpublished until it is due: it counts from then.
         r#"SELECT count(*) AS "unpublished!",
-                  extract(epoch FROM now() - min(created_at))::float8 AS oldest_age_seconds
+                  extract(epoch FROM now() - min(CASE WHEN status = 'failed' THEN retry_at
+                                                      ELSE created_at END))::float8
+                      AS oldest_age_seconds
            FROM jobs
-           WHERE published_at IS NULL AND status IN ('queued', 'failed')"#
+           WHERE published_at IS NULL
+             AND (status = 'queued' OR (status = 'failed' AND retry_at <= now()))"#
     )
     .fetch_one(db)
     .await

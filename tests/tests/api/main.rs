@@ -21,3 +21,4 @@ mod startup;
 mod timeouts;
 mod trace_propagation;
 mod usage;
+mod webhooks;

@@ -114,7 +114,21 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
         return Ok(());
     }
     db::backups::insert(&mut *tx, &backup).await.retry()?;
+    let data = serde_json::json!(backup);
+    let events = crate::events::emit(
+        ctx,
+        &mut tx,
+        None,
+        "backup.succeeded",
+        data,
+        job.traceparent.as_deref(),
+    )
+    .await
+    .retry()?;
     tx.commit().await.retry()?;
+    for event in &events {
+        kiln_core::queue::publish_committed(&ctx.writes, &ctx.publisher, event).await;
+    }
     metrics::gauge!("kiln_backup_last_success_timestamp_seconds")
         .set(created_at.timestamp() as f64);
     metrics::gauge!("kiln_backup_size_bytes").set(bytes as f64);

@@ -76,14 +76,31 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
             return Err(JobError::Retry(format!("SMTP: {error}")));
         }
     }
-    if !ctx
-        .writes
-        .mark_succeeded(job.id, job.attempts)
+    // The success and its `email.sent` event commit together. Failing here retries the job,
+    // which sends the email again: the Message-ID lets receivers see the duplicate.
+    let mut tx = ctx.db.begin().await.retry()?;
+    if !kiln_core::db::jobs::mark_succeeded(&mut *tx, job.id, job.attempts)
         .await
         .retry()?
     {
         tracing::info!("attempt superseded by a newer one");
         return Ok(());
+    }
+    let mut data = crate::events::job_data(job, "succeeded", None);
+    data["recipients"] = (payload.to.len() + payload.cc.len() + payload.bcc.len()).into();
+    let events = crate::events::emit(
+        ctx,
+        &mut tx,
+        job.tenant.as_deref(),
+        "email.sent",
+        data,
+        job.traceparent.as_deref(),
+    )
+    .await
+    .retry()?;
+    tx.commit().await.retry()?;
+    for event in &events {
+        kiln_core::queue::publish_committed(&ctx.writes, &ctx.publisher, event).await;
     }
     // Sent and recorded: the recipients and bodies are personal data Kiln no longer needs.
     // Failing to remove them now is logged, not retried (that would send the email again);

@@ -159,6 +159,7 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
         width: rendition.width as i32,
         height: rendition.height as i32,
         error: None,
+        updated_at: chrono::Utc::now(),
         ..media
     };
     let notification = notify::media_outcome(
@@ -172,12 +173,16 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
     )
     .await
     .retry()?;
+    let events =
+        crate::events::media_outcome(ctx, &mut tx, &ready, &rows, job.traceparent.as_deref())
+            .await
+            .retry()?;
     tx.commit().await.retry()?;
     ctx.cache
         .invalidate(&ctx.cache.key("media", media_id))
         .await;
-    if let Some(email) = notification {
-        kiln_core::queue::publish_committed(&ctx.writes, &ctx.publisher, &email).await;
+    for enqueued in notification.iter().chain(&events) {
+        kiln_core::queue::publish_committed(&ctx.writes, &ctx.publisher, enqueued).await;
     }
     let variant_bytes = rows.iter().map(|row| row.bytes).sum();
     ctx.usage
@@ -205,24 +210,27 @@ pub async fn on_dead(
         return Ok(AfterCommit::default());
     };
     db::media::mark_failed(&mut *conn, payload.media_id, error).await?;
-    let notification = match db::media::find(&mut *conn, payload.media_id).await? {
-        Some(media) if media.status == "failed" => {
-            notify::media_outcome(
-                ctx,
-                conn,
-                &media,
-                &[],
-                job.id,
-                job.traceparent.as_deref(),
-                MediaOutcome::Failed,
-            )
-            .await?
-        }
-        _ => None,
-    };
+    let mut publish = Vec::new();
+    if let Some(media) = db::media::find(&mut *conn, payload.media_id).await?
+        && media.status == "failed"
+    {
+        let notification = notify::media_outcome(
+            ctx,
+            conn,
+            &media,
+            &[],
+            job.id,
+            job.traceparent.as_deref(),
+            MediaOutcome::Failed,
+        )
+        .await?;
+        publish.extend(notification);
+        let trace = job.traceparent.as_deref();
+        publish.extend(crate::events::media_outcome(ctx, conn, &media, &[], trace).await?);
+    }
     Ok(AfterCommit {
         stale_cache_key: Some(ctx.cache.key("media", payload.media_id)),
-        publish: notification,
+        publish,
     })
 }
 
@@ -230,5 +238,6 @@ pub async fn on_dead(
 #[derive(Debug, Default)]
 pub struct AfterCommit {
     pub stale_cache_key: Option<String>,
-    pub publish: Option<Job>,
+    /// Jobs it enqueued (a notification, webhook deliveries), to publish.
+    pub publish: Vec<Job>,
 }

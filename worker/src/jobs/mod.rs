@@ -4,6 +4,7 @@ pub mod backup;
 pub mod cleanup;
 pub mod digest;
 pub mod email;
+pub mod http;
 pub mod media;
 pub mod noop;
 pub mod prune;
@@ -21,6 +22,11 @@ pub enum JobError {
     /// Permanent (corrupt input, missing data): retrying cannot help, the job goes dead at once.
     #[error("{0}")]
     Abort(String),
+    /// Transient, with the wait before the next attempt already decided (a webhook receiver's
+    /// `Retry-After` within the delivery's own schedule). Only kinds whose retries wait in
+    /// Postgres can wait an arbitrary time; others take their ladder's next step.
+    #[error("{error}")]
+    RetryIn { error: String, wait: Duration },
 }
 
 /// Classifies any error at the call site: `.retry()?` or `.abort()?`.
@@ -48,5 +54,8 @@ pub fn timeout(kind: JobKind) -> Duration {
         JobKind::Digest => Duration::from_secs(300),
         JobKind::Prune => Duration::from_secs(120),
         JobKind::Noop => Duration::from_secs(60),
+        // Bounded by the request's own time-out (15 s by default) plus the log's writes; the
+        // wait for a per-endpoint slot counts too.
+        JobKind::Webhook => Duration::from_secs(330),
     }
 }

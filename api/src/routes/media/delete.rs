@@ -45,9 +45,19 @@ pub async fn delete_media(
         },
     )
     .await?;
+    let event = db::webhooks::Event {
+        tenant: Some(&caller.tenant),
+        event_type: "media.deleted",
+        data: json!({ "id": id, "status": "deleted", "deleted_at": chrono::Utc::now() }),
+        traceparent: job.traceparent.clone(),
+    };
+    let deliveries =
+        db::webhooks::emit(&mut tx, &event, state.config.max_attempts(JobKind::Webhook)).await?;
     tx.commit().await?;
     state.cache.invalidate(&state.cache.key("media", id)).await;
-    kiln_core::queue::publish_committed(&state.writes, &state.publisher, &job).await;
+    for enqueued in std::iter::once(&job).chain(&deliveries) {
+        kiln_core::queue::publish_committed(&state.writes, &state.publisher, enqueued).await;
+    }
     metrics::counter!("kiln_jobs_enqueued_total", "kind" => JobKind::Cleanup.as_str()).increment(1);
     tracing::info!(media.id = %id, job.id = %job.id, "media deleted; file removal enqueued");
 

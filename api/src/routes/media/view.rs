@@ -1,39 +1,12 @@
 //! The media resource as the API returns it, and the cached read that builds it.
 
-use chrono::{DateTime, Utc};
 use kiln_core::db;
+pub use kiln_core::views::{MediaView, VariantView, extension};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::{error::ApiError, state::AppState};
-
-/// `GET /v1/media/{id}`'s body (DESIGN.md "Interfaces").
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct MediaView {
-    pub id: Uuid,
-    pub status: String,
-    pub content_type: String,
-    pub bytes: i64,
-    pub sha256: String,
-    pub width: i32,
-    pub height: i32,
-    pub error: Option<String>,
-    pub variants: Vec<VariantView>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-/// One downloadable variant.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct VariantView {
-    pub name: String,
-    pub format: String,
-    pub width: i32,
-    pub height: i32,
-    pub bytes: i64,
-    pub url: String,
-}
 
 /// What the cache holds for a media: the view plus what authorization and downloads need.
 ///
@@ -48,46 +21,13 @@ pub struct CachedMedia {
     pub files: Vec<(String, String, String)>,
 }
 
-/// The file extension used in variant URLs for a stored format.
-pub fn extension(format: &str) -> &'static str {
-    if format == "webp" { "webp" } else { "jpg" }
-}
-
 impl CachedMedia {
     fn build(media: db::media::Media, variants: Vec<db::media::Variant>) -> Self {
+        let view = MediaView::build(&media, &variants);
         let files = variants
-            .iter()
-            .map(|v| (v.name.clone(), v.format.clone(), v.storage_key.clone()))
-            .collect();
-        let variants = variants
             .into_iter()
-            .map(|v| VariantView {
-                url: format!(
-                    "/v1/media/{}/variants/{}.{}",
-                    media.id,
-                    v.name,
-                    extension(&v.format)
-                ),
-                name: v.name,
-                format: v.format,
-                width: v.width,
-                height: v.height,
-                bytes: v.bytes,
-            })
+            .map(|v| (v.name, v.format, v.storage_key))
             .collect();
-        let view = MediaView {
-            id: media.id,
-            status: media.status,
-            content_type: media.content_type,
-            bytes: media.bytes,
-            sha256: media.sha256,
-            width: media.width,
-            height: media.height,
-            error: media.error,
-            variants,
-            created_at: media.created_at,
-            updated_at: media.updated_at,
-        };
         Self {
             tenant: media.tenant,
             deleted: view.status == "deleted",
