@@ -40,11 +40,14 @@
     el.className = isError ? "error" : "";
   }
 
-  async function act(method, url, label) {
+  async function act(method, url, label, body) {
+    const headers = { "x-csrf-token": csrf };
+    if (body !== undefined) headers["content-type"] = "application/json";
     const response = await fetch(url, {
       method,
-      headers: { "x-csrf-token": csrf },
+      headers,
       credentials: "same-origin",
+      body: body === undefined ? undefined : JSON.stringify(body),
     });
     if (!response.ok) {
       let detail = response.status + "";
@@ -97,6 +100,30 @@
       cell(row, text(w.running), "worker-running");
       cell(row, new Date(w.started_at).toLocaleString());
       cell(row, new Date(w.heartbeat_at).toLocaleTimeString(), "worker-heartbeat");
+    });
+  }
+
+  function renderWebhooks(endpoints) {
+    fill($("#webhooks tbody"), endpoints, (row, e) => {
+      row.dataset.endpointId = e.id;
+      cell(row, e.tenant);
+      cell(row, e.url).className = "url";
+      cell(row, e.events.join(", "));
+      const state = e.enabled ? "enabled" : "disabled: " + text(e.disabled_reason);
+      cell(row, state, "webhook-state").className = e.enabled ? "" : "error-text";
+      const rate = e.finished_24h === 0 ? "–"
+        : Math.round((100 * e.succeeded_24h) / e.finished_24h) + "% (" + e.succeeded_24h + "/" + e.finished_24h + ")";
+      cell(row, rate, "webhook-success");
+      cell(row, when(e.failing_since));
+      const actions = cell(row, "");
+      const replay = document.createElement("button");
+      replay.textContent = "Replay failed (24 h)";
+      replay.dataset.testid = "replay-" + e.id;
+      replay.disabled = !e.enabled;
+      const since = new Date(Date.now() - 24 * 3600 * 1000).toISOString();
+      replay.onclick = () =>
+        act("POST", "/v1/admin/webhooks/" + e.id + "/replay", "Replay", { since });
+      actions.appendChild(replay);
     });
   }
 
@@ -267,6 +294,7 @@
         (data.outbox.oldest_age_seconds ? ", oldest " + Math.round(data.outbox.oldest_age_seconds) + " s" : "") +
         (data.broker_reachable ? "" : " · RabbitMQ unreachable: depths unknown");
       renderDead(data.dead);
+      renderWebhooks(data.webhooks);
       renderFailures(data.failures);
       renderSchedules(data.schedules);
       renderBackups(data.backups);

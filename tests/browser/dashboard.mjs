@@ -1,16 +1,19 @@
 // Drives the dashboard in Debian's headless Chromium: log in, check that the queue numbers on
-// the page match the API's, retry a dead job from the page and watch it succeed, screenshot.
+// the page match the API's, retry a dead job from the page and watch it succeed, replay a
+// webhook endpoint's failed delivery, screenshot.
 //
-// Env: KILN_URL (the API), KILN_ADMIN_KEY, KILN_DEAD_JOB (a dead job's id), KILN_SCREENSHOT
-// (where to save the PNG), CHROMIUM (default /usr/bin/chromium).
+// Env: KILN_URL (the API), KILN_ADMIN_KEY, KILN_DEAD_JOB (a dead job's id),
+// KILN_WEBHOOK_ENDPOINT (an endpoint with one failed delivery), KILN_SCREENSHOT (where to save
+// the PNG), CHROMIUM (default /usr/bin/chromium).
 import { chromium } from "playwright-core";
 
 const base = process.env.KILN_URL;
 const key = process.env.KILN_ADMIN_KEY;
 const deadJob = process.env.KILN_DEAD_JOB;
+const endpoint = process.env.KILN_WEBHOOK_ENDPOINT;
 const screenshot = process.env.KILN_SCREENSHOT;
-if (!base || !key || !deadJob || !screenshot) {
-  throw new Error("KILN_URL, KILN_ADMIN_KEY, KILN_DEAD_JOB and KILN_SCREENSHOT are required");
+if (!base || !key || !deadJob || !endpoint || !screenshot) {
+  throw new Error("KILN_URL, KILN_ADMIN_KEY, KILN_DEAD_JOB, KILN_WEBHOOK_ENDPOINT and KILN_SCREENSHOT are required");
 }
 
 function check(condition, message) {
@@ -118,6 +121,17 @@ try {
     const inFlight = await page.textContent(`${row} [data-testid="queue-in-flight"]`);
     const schedules = await page.$$eval("#schedules tbody tr", (rows) => rows.length);
     return { ok: dead === "0" && inFlight === "0" && schedules > 0, dead, inFlight, schedules };
+  });
+  // The webhook endpoint shows its failed delivery; replaying it from the page delivers it.
+  const hook = `#webhooks tr[data-endpoint-id="${endpoint}"]`;
+  await eventually("the endpoint shows its failed delivery", async () => {
+    const success = await page.textContent(`${hook} [data-testid="webhook-success"]`);
+    return { ok: success === "0% (0/1)", success };
+  });
+  await page.click(`[data-testid="replay-${endpoint}"]`);
+  await eventually("the replayed delivery succeeds", async () => {
+    const success = await page.textContent(`${hook} [data-testid="webhook-success"]`);
+    return { ok: success === "100% (1/1)", success };
   });
   await page.screenshot({ path: screenshot, fullPage: true });
   console.log(`dashboard ok; screenshot at ${screenshot}`);

@@ -7,7 +7,7 @@ mod health;
 mod jobs;
 pub mod media;
 mod usage;
-mod webhooks;
+pub(crate) mod webhooks;
 
 use axum::{
     Router,
@@ -66,6 +66,8 @@ pub fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::keys::list, admin::keys::create))
         .routes(routes!(admin::keys::revoke))
         .routes(routes!(admin::keys::rotate))
+        .routes(routes!(admin::webhooks::list))
+        .routes(routes!(admin::webhooks::replay))
         .routes(routes!(admin::jobs::retry_one))
         .routes(routes!(admin::jobs::discard))
 }

@@ -110,6 +110,22 @@ pub async fn list_endpoints(
     .await
 }
 
+/// Every tenant's endpoints, for operators: disabled ones first, then oldest first.
+pub async fn list_all_endpoints(
+    db: impl PgExecutor<'_>,
+    limit: i64,
+) -> Result<Vec<Endpoint>, sqlx::Error> {
+    sqlx::query_as!(
+        Endpoint,
+        "SELECT id, tenant, url, events, description, enabled, admin, secret, previous_secret,
+                previous_secret_until, disabled_reason, failing_since, created_at, updated_at
+         FROM webhook_endpoints ORDER BY enabled, created_at LIMIT $1",
+        limit,
+    )
+    .fetch_all(db)
+    .await
+}
+
 /// An endpoint by id, whoever owns it (the worker's read).
 pub async fn find_endpoint(
     db: impl PgExecutor<'_>,
@@ -331,12 +347,7 @@ pub async fn emit(
     if endpoints.is_empty() {
         return Ok(Vec::new());
     }
-    let body = json!({
-        "type": event.event_type,
-        "timestamp": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "data": event.data,
-    })
-    .to_string();
+    let body = event_body(event.event_type, &event.data);
     let mut jobs = Vec::with_capacity(endpoints.len());
     for endpoint in endpoints {
         let id = Uuid::now_v7();
@@ -367,6 +378,32 @@ pub async fn emit(
         jobs.push(job);
     }
     Ok(jobs)
+}
+
+/// The most bytes an event's body may have: receivers (and their proxies) take this much.
+pub const MAX_EVENT_BYTES: usize = 20_000;
+
+/// `{"type", "timestamp", "data"}`, under [`MAX_EVENT_BYTES`]: data that would not fit is
+/// replaced by its `id` and `"truncated": true`, for the receiver to fetch the rest.
+fn event_body(event_type: &str, data: &serde_json::Value) -> String {
+    let body = |data: &serde_json::Value| {
+        json!({
+            "type": event_type,
+            "timestamp": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "data": data,
+        })
+        .to_string()
+    };
+    let full = body(data);
+    if full.len() <= MAX_EVENT_BYTES {
+        return full;
+    }
+    tracing::warn!(
+        event_type,
+        bytes = full.len(),
+        "event data over 20 KB sent truncated"
+    );
+    body(&json!({ "id": data.get("id"), "truncated": true }))
 }
 
 /// A delivery as the log shows it (the body is left out of lists).
@@ -592,4 +629,22 @@ pub async fn success_counts(
         .into_iter()
         .map(|r| (r.endpoint_id, r.finished, r.succeeded))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_body_stays_under_20_kb() {
+        let small = event_body("media.ready", &json!({"id": "m1"}));
+        let parsed: serde_json::Value = serde_json::from_str(&small).expect("json");
+        assert_eq!(parsed["data"]["id"], "m1");
+        assert_eq!(parsed["type"], "media.ready");
+        let huge = json!({"id": "m2", "error": "x".repeat(30_000)});
+        let cut = event_body("job.dead", &huge);
+        assert!(cut.len() <= MAX_EVENT_BYTES);
+        let parsed: serde_json::Value = serde_json::from_str(&cut).expect("json");
+        assert_eq!(parsed["data"], json!({"id": "m2", "truncated": true}));
+    }
 }

@@ -7,6 +7,7 @@ use kiln_tests::{
     Options, Process, images, metric_value,
     smtp::{Mode, SmtpServer},
     spawn_app, spawn_app_with,
+    webhooks::Receiver,
 };
 use reqwest::{StatusCode, header};
 use serde_json::json;
@@ -86,7 +87,9 @@ async fn an_admin_key_logs_in_to_a_cookie_session_whose_changes_need_the_csrf_to
     assert_eq!(data.status(), StatusCode::OK);
     let data: serde_json::Value = data.json().await.expect("json");
     assert!(
-        data["queues"].as_array().is_some_and(|q| q.len() == 4),
+        data["queues"]
+            .as_array()
+            .is_some_and(|q| q.len() == kiln_core::jobs::QueueKind::ALL.len()),
         "{data}"
     );
     assert_eq!(data["health"]["status"], "ok", "{data}");
@@ -293,9 +296,21 @@ async fn the_dashboard_works_in_a_real_browser() {
     let app = spawn_app_with(
         Options::default()
             .env("KILN_SMTP_URL", smtp.url())
-            .env("KILN_MAX_ATTEMPTS_EMAIL", "1"),
+            .env("KILN_MAX_ATTEMPTS_EMAIL", "1")
+            .env("KILN_WEBHOOK_ALLOW_NETS", "127.0.0.0/8"),
     )
     .await;
+    // An endpoint told of the failed email refuses it (400: final), for the page to replay.
+    let receiver = Receiver::start().expect("webhook receiver");
+    receiver.script(json!([{"status": 400}])).await;
+    let endpoint = app
+        .send(
+            reqwest::Method::POST,
+            "/v1/webhooks",
+            Some(&json!({"url": receiver.url("/hooks"), "events": ["email.failed"]})),
+        )
+        .await;
+    let endpoint_id = endpoint.body["id"].as_str().expect("endpoint").to_owned();
     let sent = app
         .send_email_as(
             &app.key,
@@ -304,6 +319,7 @@ async fn the_dashboard_works_in_a_real_browser() {
         .await;
     let job_id = sent.body["job_id"].as_str().expect("job").to_owned();
     assert_eq!(app.wait_for_job(&job_id).await["status"], "dead");
+    assert_eq!(receiver.wait_for(1).await[0]["answered"], 400);
     // Its schedules and samples fill the page's schedule table and charts.
     let _scheduler = Process::spawn("kiln-scheduler", &[], app.env()).expect("scheduler");
     let screenshot = format!("{}/dashboard.png", env!("CARGO_TARGET_TMPDIR"));
@@ -316,6 +332,7 @@ async fn the_dashboard_works_in_a_real_browser() {
             .env("KILN_URL", app_address)
             .env("KILN_ADMIN_KEY", key)
             .env("KILN_DEAD_JOB", &job_id)
+            .env("KILN_WEBHOOK_ENDPOINT", &endpoint_id)
             .env("KILN_SCREENSHOT", &screenshot)
             .env("CHROMIUM", chromium)
             .output()
@@ -332,4 +349,10 @@ async fn the_dashboard_works_in_a_real_browser() {
     );
     println!("{}", String::from_utf8_lossy(&run.stdout));
     assert_eq!(smtp.wait_for(1).await.len(), 1, "the retried email arrived");
+    let log = receiver.wait_for(2).await;
+    assert_eq!(
+        log[1]["id"], log[0]["id"],
+        "the page replayed the same delivery"
+    );
+    assert_eq!(log[1]["answered"], 200);
 }

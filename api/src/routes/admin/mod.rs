@@ -6,3 +6,4 @@ pub mod jobs;
 pub mod keys;
 pub mod queues;
 pub mod schedules;
+pub mod webhooks;

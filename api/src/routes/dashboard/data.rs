@@ -64,6 +64,8 @@ pub async fn data(
     let schedules = db::schedules::list(&state.db).await?;
     let backups = db::backups::list(&state.db).await?;
     let usage = crate::routes::usage::dashboard_panel(&state).await?;
+    let endpoints = db::webhooks::list_all_endpoints(&state.db, LIST_LIMIT).await?;
+    let webhooks = crate::routes::webhooks::EndpointList::of(&state, endpoints).await?;
     let job = |j: &db::jobs::Job| {
         json!({
             "id": j.id, "kind": j.kind, "status": j.status, "tenant": j.tenant,
@@ -85,6 +87,7 @@ pub async fn data(
             "started_at": w.started_at, "heartbeat_at": w.heartbeat_at, "running": w.running,
         })).collect::<Vec<_>>(),
         "usage": usage,
+        "webhooks": webhooks.endpoints,
         "schedules": schedules,
         "backups": {
             "last_good": backups.first(),

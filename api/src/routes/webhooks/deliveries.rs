@@ -152,18 +152,26 @@ pub async fn replay_failed(
 ) -> Result<Response, ApiError> {
     caller.require(scope::WEBHOOKS)?;
     let endpoint = owned(&state, &caller, id).await?;
-    usable(&endpoint)?;
+    let answer = replay_since(&state, &endpoint, replay.since).await?;
+    tracing::info!(endpoint.id = %id, replayed = answer.replayed, "failed deliveries replayed");
+    Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
+}
+
+/// Queues the endpoint's deliveries that failed since `since` again (one batch).
+pub async fn replay_since(
+    state: &AppState,
+    endpoint: &db::webhooks::Endpoint,
+    since: DateTime<Utc>,
+) -> Result<Replayed, ApiError> {
+    usable(endpoint)?;
     let mut tx = state.db.begin().await?;
-    let jobs =
-        db::webhooks::replay_failed_since(&mut tx, endpoint.id, replay.since, REPLAY_BATCH).await?;
+    let jobs = db::webhooks::replay_failed_since(&mut tx, endpoint.id, since, REPLAY_BATCH).await?;
     tx.commit().await?;
-    publish(&state, &jobs).await;
-    tracing::info!(endpoint.id = %id, replayed = jobs.len(), "failed deliveries replayed");
-    let answer = Replayed {
+    publish(state, &jobs).await;
+    Ok(Replayed {
         replayed: jobs.len(),
         more: i64::try_from(jobs.len()).unwrap_or(i64::MAX) >= REPLAY_BATCH,
-    };
-    Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
+    })
 }
 
 /// A replay to a disabled endpoint would only fail again.

@@ -13,30 +13,13 @@ use kiln_core::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{Checks, EndpointView, owned};
+use super::{Checks, EndpointList, EndpointView, owned};
 use crate::{
     auth::{Caller, scope},
     error::ApiError,
     extract::{ApiJson, ApiPath},
     state::AppState,
 };
-
-/// The tenant's endpoints.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct EndpointList {
-    pub endpoints: Vec<EndpointListed>,
-}
-
-/// An endpoint with how its deliveries of the last day went.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct EndpointListed {
-    #[serde(flatten)]
-    pub endpoint: EndpointView,
-    /// Deliveries of the last 24 h that ended (succeeded or failed for good).
-    pub finished_24h: i64,
-    /// Of those, how many succeeded.
-    pub succeeded_24h: i64,
-}
 
 /// Every endpoint of the tenant, oldest first, with its success over the last day.
 #[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks", security(("bearer" = [])),
@@ -50,23 +33,7 @@ pub async fn list_endpoints(
 ) -> Result<Json<EndpointList>, ApiError> {
     caller.require(scope::WEBHOOKS)?;
     let endpoints = db::webhooks::list_endpoints(&state.db, &caller.tenant).await?;
-    let ids: Vec<Uuid> = endpoints.iter().map(|e| e.id).collect();
-    let counts = db::webhooks::success_counts(&state.db, &ids).await?;
-    let endpoints = endpoints
-        .into_iter()
-        .map(|endpoint| {
-            let (finished, succeeded) = counts
-                .iter()
-                .find(|(id, ..)| *id == endpoint.id)
-                .map_or((0, 0), |(_, f, s)| (*f, *s));
-            EndpointListed {
-                endpoint: EndpointView::of(endpoint),
-                finished_24h: finished,
-                succeeded_24h: succeeded,
-            }
-        })
-        .collect();
-    Ok(Json(EndpointList { endpoints }))
+    Ok(Json(EndpointList::of(&state, endpoints).await?))
 }
 
 /// One endpoint.

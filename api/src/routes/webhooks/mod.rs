@@ -17,6 +17,7 @@ use crate::{auth::Caller, error::ApiError, state::AppState};
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EndpointView {
     pub id: Uuid,
+    pub tenant: String,
     pub url: String,
     /// Event types it receives, or `*` for all.
     pub events: Vec<String>,
@@ -42,6 +43,7 @@ impl EndpointView {
             .filter(|until| *until > Utc::now());
         Self {
             id: endpoint.id,
+            tenant: endpoint.tenant,
             url: endpoint.url,
             events: endpoint.events,
             description: endpoint.description,
@@ -53,6 +55,46 @@ impl EndpointView {
             created_at: endpoint.created_at,
             updated_at: endpoint.updated_at,
         }
+    }
+}
+
+/// An endpoint with how its deliveries of the last day went.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EndpointListed {
+    #[serde(flatten)]
+    pub endpoint: EndpointView,
+    /// Deliveries of the last 24 h that ended (succeeded or failed for good).
+    pub finished_24h: i64,
+    /// Of those, how many succeeded.
+    pub succeeded_24h: i64,
+}
+
+/// Endpoints with their last day's deliveries counted.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EndpointList {
+    pub endpoints: Vec<EndpointListed>,
+}
+
+impl EndpointList {
+    /// Counts the last day's deliveries of `endpoints`.
+    pub async fn of(state: &AppState, endpoints: Vec<Endpoint>) -> Result<Self, ApiError> {
+        let ids: Vec<Uuid> = endpoints.iter().map(|e| e.id).collect();
+        let counts = kiln_core::db::webhooks::success_counts(&state.db, &ids).await?;
+        let endpoints = endpoints
+            .into_iter()
+            .map(|endpoint| {
+                let (finished, succeeded) = counts
+                    .iter()
+                    .find(|(id, ..)| *id == endpoint.id)
+                    .map_or((0, 0), |(_, f, s)| (*f, *s));
+                EndpointListed {
+                    endpoint: EndpointView::of(endpoint),
+                    finished_24h: finished,
+                    succeeded_24h: succeeded,
+                }
+            })
+            .collect();
+        Ok(Self { endpoints })
     }
 }
 
