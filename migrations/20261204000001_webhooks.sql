@@ -50,4 +50,11 @@ CREATE TABLE webhook_deliveries (
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX webhook_deliveries_endpoint_idx ON webhook_deliveries (endpoint_id, created_at);
+CREATE INDEX webhook_deliveries_endpoint_idx ON webhook_deliveries (endpoint_id, id);
+CREATE INDEX webhook_deliveries_failed_idx ON webhook_deliveries (endpoint_id, created_at)
+    WHERE status = 'failed';
+
+-- Retries kept in Postgres (and tasks waiting for their queue) stay unpublished until due: the
+-- relay finds the due ones by `run_after`. Neither column is written by a start or a recorded
+-- failure of a broker-retried job, so those updates stay HOT.
+CREATE INDEX jobs_unpublished_due_idx ON jobs (run_after) WHERE published_at IS NULL;

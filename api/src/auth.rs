@@ -17,7 +17,9 @@ pub mod scope {
     pub const ADMIN: &str = "admin";
     /// The tenant's webhook endpoints and their delivery log.
     pub const WEBHOOKS: &str = "webhooks";
-    pub const ALL: [&str; 4] = [MEDIA, EMAIL, ADMIN, WEBHOOKS];
+    /// The tenant's HTTP tasks and task queues.
+    pub const TASKS: &str = "tasks";
+    pub const ALL: [&str; 5] = [MEDIA, EMAIL, ADMIN, WEBHOOKS, TASKS];
 }
 
 /// Active keys by hash for a short time, so an authenticated request needs no database round

@@ -29,11 +29,14 @@ pub enum JobKind {
     /// Deliver one event to one webhook endpoint, signed (Standard Webhooks). Its retries are
     /// kept in Postgres (see [`JobKind::retries_in_postgres`]).
     Webhook,
+    /// Send one of the app's HTTP tasks, signed like a webhook; its queue's limits decide when
+    /// (see `db::tasks`).
+    Task,
 }
 
 impl JobKind {
     /// Every kind, for declaring bindings.
-    pub const ALL: [JobKind; 8] = [
+    pub const ALL: [JobKind; 9] = [
         Self::Media,
         Self::Email,
         Self::Backup,
@@ -42,6 +45,7 @@ impl JobKind {
         Self::Prune,
         Self::Noop,
         Self::Webhook,
+        Self::Task,
     ];
 
     /// The stored and routed name.
@@ -55,6 +59,7 @@ impl JobKind {
             Self::Prune => "prune",
             Self::Noop => "noop",
             Self::Webhook => "webhook",
+            Self::Task => "task",
         }
     }
 
@@ -62,7 +67,7 @@ impl JobKind {
     /// by the outbox relay) rather than in the broker's fixed-delay ladder: deliveries wait as
     /// long as an endpoint's `Retry-After` or their own schedule says, which fixed TTLs cannot.
     pub fn retries_in_postgres(self) -> bool {
-        matches!(self, Self::Webhook)
+        matches!(self, Self::Webhook | Self::Task)
     }
 
     /// The queue that carries this kind: housekeeping shares one queue so that it never
@@ -73,7 +78,7 @@ impl JobKind {
             Self::Email => QueueKind::Email,
             Self::Backup => QueueKind::Backup,
             Self::Cleanup | Self::Digest | Self::Prune | Self::Noop => QueueKind::Maintenance,
-            Self::Webhook => QueueKind::Http,
+            Self::Webhook | Self::Task => QueueKind::Http,
         }
     }
 }
@@ -201,6 +206,12 @@ pub struct MediaPayload {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WebhookPayload {
     pub delivery_id: Uuid,
+}
+
+/// Payload of a [`JobKind::Task`] job: the task row (whose id is the job's).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskPayload {
+    pub task_id: Uuid,
 }
 
 /// Payload of a [`JobKind::Email`] job: one message, validated when it was accepted.

@@ -6,6 +6,7 @@
 //! - [`tick`]: one tick → exactly one job, deduplicated in Postgres across schedulers.
 //! - [`sampler`]: queue depths, outbox backlog and dead jobs as gauges, and a per-queue
 //!   sample a minute for the dashboard's charts.
+//! - [`dispatch`]: sends the app's HTTP tasks when they are due and their queues allow.
 //! - [`relay`]: republishes job rows that were committed but never confirmed by the broker
 //!   (the API crashed, or RabbitMQ was down, between commit and publish).
 //! - [`rescuer`]: republishes live jobs whose confirmed message is gone, or whose worker died.
@@ -13,6 +14,7 @@
 //!   or retry ladder, or the first topology's names).
 
 pub mod catch_up;
+pub mod dispatch;
 pub mod relay;
 pub mod rescuer;
 pub mod retire;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use kiln_core::{Config, db, queue::Publisher, shutdown, telemetry};
-use kiln_scheduler::{catch_up, relay, rescuer, retire, sampler, schedule, tick};
+use kiln_scheduler::{catch_up, dispatch, relay, rescuer, retire, sampler, schedule, tick};
 use tokio_cron_scheduler::{Job, JobScheduler};
 
 #[derive(Parser)]
@@ -131,7 +131,13 @@ async fn run(
         config.retire_after,
         cancel.clone(),
     ));
+    let dispatching = tokio::spawn(dispatch::run(
+        pool.clone(),
+        publisher.clone(),
+        cancel.clone(),
+    ));
     relay::run(pool, publisher, cancel.clone()).await;
+    dispatching.await.ok();
     sampling.await.ok();
     rescuing.await.ok();
     retiring.await.ok();

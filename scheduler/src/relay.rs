@@ -79,7 +79,7 @@ pub async fn relay_once(db: &PgPool, publisher: &Publisher) -> anyhow::Result<us
         // Stop at the first failure: the broker is probably down, and the rest can wait for
         // their lease to run out.
         publisher.publish(&envelope).await?;
-        kiln_core::db::jobs::mark_published(db, job.id).await?;
+        kiln_core::db::jobs::mark_relayed(db, job.id, job.attempts).await?;
         sent += 1;
         metrics::counter!("kiln_outbox_relayed_total").increment(1);
     }

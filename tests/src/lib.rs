@@ -90,7 +90,7 @@ async fn try_spawn(options: Options) -> anyhow::Result<TestApp> {
             String::from_utf8_lossy(&migrate.stderr)
         );
     }
-    let key = create_key(&env, "tenant-a", "media,email,admin,webhooks")?;
+    let key = create_key(&env, "tenant-a", "media,email,admin,webhooks,tasks")?;
 
     let api = Process::spawn("kiln-api", &[], &env)?;
     let address = api.wait_for_field("listening", "addr").await?;

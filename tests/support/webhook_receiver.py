@@ -10,9 +10,9 @@ Control (JSON, on the same port):
                             {"status": 200, "sleep": 30}, ...]
                            answers for the next deliveries, in order (after `sleep` seconds,
                            when given); then 200
-  GET  /_control/log       every delivery so far: {path, id, timestamp, signature, body,
-                           received_at, verified_with: [index of each secret that verifies],
-                           answered}
+  GET  /_control/log       every request so far: {path, method, headers, id, timestamp,
+                           signature, body, received_at, verified_with: [index of each
+                           secret that verifies], answered}
 Prints "ready" on stdout once listening; runs until killed.
 """
 
@@ -52,7 +52,7 @@ class Handler(BaseHTTPRequestHandler):
                 body = json.dumps(STATE["log"]).encode()
             self._answer(200, body, [("content-type", "application/json")])
         else:
-            self._answer(404)
+            self._deliver(b"")
 
     def do_POST(self):
         body = self._read()
@@ -64,6 +64,18 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 STATE["script"] = json.loads(body)
             return self._answer(204)
+        self._deliver(body)
+
+    def do_PUT(self):
+        self._deliver(self._read())
+
+    def do_PATCH(self):
+        self._deliver(self._read())
+
+    def do_DELETE(self):
+        self._deliver(self._read())
+
+    def _deliver(self, body):
         headers = {k.lower(): v for k, v in self.headers.items()}
         with LOCK:
             secrets = list(STATE["secrets"])
@@ -71,7 +83,8 @@ class Handler(BaseHTTPRequestHandler):
         verified_with = []
         for index, secret in enumerate(secrets):
             try:
-                Webhook(secret).verify(body, headers)
+                # Task bodies need not be JSON: verify the bytes only.
+                Webhook(secret).verify(body, headers, json_parse=False)
                 verified_with.append(index)
             except WebhookVerificationError:
                 pass
@@ -79,6 +92,8 @@ class Handler(BaseHTTPRequestHandler):
             STATE["log"].append(
                 {
                     "path": self.path,
+                    "method": self.command,
+                    "headers": headers,
                     "id": headers.get("webhook-id"),
                     "timestamp": headers.get("webhook-timestamp"),
                     "signature": headers.get("webhook-signature"),

@@ -167,16 +167,22 @@ async fn run(ctx: &Context, envelope: &Envelope, shutdown: &CancellationToken) -
             let error = format!("out of attempts ({}): {error}", job.attempts);
             bury(ctx, kind, &job, &error, shutdown).await
         }
+        Err(JobError::Defer { reason, wait }) if kind.retries_in_postgres() => {
+            let refund = Refund::Yes;
+            retry_from_postgres(ctx, &job, &reason, wait, refund, shutdown).await
+        }
         Err(JobError::RetryIn { error, wait }) if kind.retries_in_postgres() => {
-            retry_from_postgres(ctx, &job, &error, wait, shutdown).await
+            retry_from_postgres(ctx, &job, &error, wait, Refund::No, shutdown).await
         }
         Err(JobError::Retry(error)) if kind.retries_in_postgres() => {
             let wait = ctx.config.webhooks.wait_after(job.attempts, None);
-            retry_from_postgres(ctx, &job, &error, wait, shutdown).await
+            retry_from_postgres(ctx, &job, &error, wait, Refund::No, shutdown).await
         }
-        Err(JobError::Retry(error) | JobError::RetryIn { error, .. }) => {
-            retry_later(ctx, &job, &error, shutdown).await
-        }
+        Err(
+            JobError::Retry(error)
+            | JobError::RetryIn { error, .. }
+            | JobError::Defer { reason: error, .. },
+        ) => retry_later(ctx, &job, &error, shutdown).await,
     }
 }
 
@@ -196,6 +202,13 @@ impl Drop for InFlight {
     }
 }
 
+/// Whether a failed attempt is given back (it never reached its endpoint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refund {
+    Yes,
+    No,
+}
+
 /// Records the failed attempt with its retry due in `wait`, kept in Postgres: the outbox relay
 /// sends the job's next message when it is due, so nothing is published now.
 async fn retry_from_postgres(
@@ -203,11 +216,20 @@ async fn retry_from_postgres(
     job: &Job,
     error: &str,
     wait: Duration,
+    refund: Refund,
     shutdown: &CancellationToken,
 ) -> Settle {
     metrics::counter!("kiln_jobs_retried_total", "kind" => job.kind.clone()).increment(1);
-    let recorded = until_recorded(shutdown, || {
-        db::jobs::mark_failed_until(&ctx.db, job.id, job.attempts, error, wait)
+    let refund = refund == Refund::Yes;
+    // A task's retry goes back to its queue (whose limits apply to it); a delivery's is due
+    // on its own.
+    let task = job.kind == JobKind::Task.as_str();
+    let recorded = until_recorded(shutdown, || async {
+        if task {
+            db::tasks::park_for_retry(&ctx.db, job.id, job.attempts, error, wait).await
+        } else {
+            db::jobs::mark_failed_until(&ctx.db, job.id, job.attempts, error, wait, refund).await
+        }
     })
     .await;
     match recorded {
@@ -317,6 +339,7 @@ async fn dispatch(ctx: &Context, kind: JobKind, job: &Job) -> Result<(), JobErro
         JobKind::Prune => jobs::prune::run(ctx, job).await,
         JobKind::Noop => jobs::noop::run(ctx, job).await,
         JobKind::Webhook => jobs::http::run(ctx, job).await,
+        JobKind::Task => jobs::task::run(ctx, job).await,
     }
 }
 
@@ -374,6 +397,7 @@ pub(crate) async fn bury_as(
         let mut after = match kind {
             JobKind::Media => jobs::media::on_dead(ctx, &mut tx, job, error).await?,
             JobKind::Webhook => jobs::http::on_dead(&mut tx, job, error).await?,
+            JobKind::Task => jobs::task::on_dead(&mut tx, job, error).await?,
             _ => jobs::media::AfterCommit::default(),
         };
         let events = crate::events::job_died(ctx, &mut tx, kind, job, error).await?;

@@ -69,6 +69,8 @@ fn policy(path: &str, rates: &RateLimits) -> (&'static str, Option<Rate>) {
         ("admin", rates.admin)
     } else if path.starts_with("/v1/webhooks") {
         ("webhooks", rates.webhooks)
+    } else if path.starts_with("/v1/task") {
+        ("tasks", rates.tasks)
     } else {
         ("media", rates.media)
     }
@@ -179,6 +181,7 @@ mod tests {
             email: None,
             admin: rate,
             webhooks: rate,
+            tasks: rate,
         };
         assert_eq!(policy("/v1/emails", &rates).0, "email");
         assert!(policy("/v1/emails", &rates).1.is_none());
@@ -186,5 +189,6 @@ mod tests {
         assert_eq!(policy("/v1/media/x", &rates).0, "media");
         assert_eq!(policy("/v1/jobs/x", &rates).0, "media");
         assert_eq!(policy("/v1/webhooks/x", &rates).0, "webhooks");
+        assert_eq!(policy("/v1/task-queues/x", &rates).0, "tasks");
     }
 }

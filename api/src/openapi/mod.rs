@@ -37,6 +37,7 @@ pub use schemas::ErrorBody;
         (name = "jobs", description = "Job status (any scope)"),
         (name = "emails", description = "Email sent by the workers (scope email)"),
         (name = "webhooks", description = "Endpoints Kiln calls back with signed events (Standard Webhooks 1.0), and their delivery log (scope webhooks)"),
+        (name = "tasks", description = "The app's own HTTP tasks, sent signed, delayed, deduplicated, retried and within their queue's limits (scope tasks)"),
         (name = "usage", description = "Usage per tenant and day"),
         (name = "admin", description = "Operators' actions (scope admin; every tenant)"),
     ),

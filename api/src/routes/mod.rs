@@ -6,6 +6,7 @@ mod emails;
 mod health;
 mod jobs;
 pub mod media;
+mod tasks;
 mod usage;
 pub(crate) mod webhooks;
 
@@ -56,6 +57,22 @@ pub fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(webhooks::deliveries::list_deliveries))
         .routes(routes!(webhooks::deliveries::retry_delivery))
         .routes(routes!(webhooks::deliveries::replay_failed))
+        .routes({
+            let (schemas, paths, method) = routes!(tasks::create::create_task);
+            (schemas, paths, method.layer(DefaultBodyLimit::max(2 << 20)))
+        })
+        .routes({
+            let (schemas, paths, method) = routes!(tasks::create::create_batch);
+            (
+                schemas,
+                paths,
+                method.layer(DefaultBodyLimit::max(64 << 20)),
+            )
+        })
+        .routes(routes!(tasks::manage::get_task, tasks::manage::cancel_task))
+        .routes(routes!(tasks::queues::list_queues))
+        .routes(routes!(tasks::queues::put_queue))
+        .routes(routes!(tasks::queues::queue_secret))
         .routes(routes!(usage::all))
         .routes(routes!(admin::jobs::list))
         .routes(routes!(admin::backups::list))

@@ -26,6 +26,7 @@ pub struct RateLimits {
     pub email: Option<Rate>,
     pub admin: Option<Rate>,
     pub webhooks: Option<Rate>,
+    pub tasks: Option<Rate>,
 }
 
 /// The API's limits (see the module documentation).
@@ -80,6 +81,7 @@ impl Limits {
                 email: scoped("KILN_RATE_LIMIT_EMAIL")?,
                 admin: scoped("KILN_RATE_LIMIT_ADMIN")?,
                 webhooks: scoped("KILN_RATE_LIMIT_WEBHOOKS")?,
+                tasks: scoped("KILN_RATE_LIMIT_TASKS")?,
             },
             auth_failures: rate("KILN_AUTH_FAILURE_LIMIT", "10/m:20")?,
             trusted_proxies: parse_networks(&env.string("KILN_TRUSTED_PROXIES", ""))

@@ -179,6 +179,8 @@ impl Config {
                 crate::jobs::JobKind::Noop => "KILN_MAX_ATTEMPTS_NOOP",
                 // A delivery's attempts come from its own schedule (KILN_WEBHOOK_RETRY_DELAYS).
                 crate::jobs::JobKind::Webhook => continue,
+                // A task's attempts are its own (`max_attempts` of the request).
+                crate::jobs::JobKind::Task => continue,
             };
             max_attempts_by_kind.push((kind, env.bounded(var, max_attempts, 1, 100)?));
         }

@@ -269,7 +269,9 @@ async fn start_round(db: &PgPool, requests: Vec<(Uuid, Starter, Reply<Option<Job
         // The condition is `jobs::start_attempt`'s: a job running on a live worker stays its.
         r#"WITH locked AS (
              SELECT jobs.id, wanted.worker,
-                    jobs.status IN ('queued', 'failed')
+                    (jobs.status IN ('queued', 'failed')
+                     AND NOT (jobs.status = 'failed' AND jobs.published_at IS NULL
+                              AND jobs.retry_at > now()))
                     OR (jobs.status = 'running'
                         AND NOT coalesce(
                             (SELECT w.stopped_at IS NULL

@@ -91,6 +91,25 @@ pub async fn mark_published(db: impl PgExecutor<'_>, id: Uuid) -> Result<(), sql
     Ok(())
 }
 
+/// [`mark_published`] for the relay, which knows the attempt its message announced: a record
+/// for an attempt that has run since (and failed, its retry waiting in Postgres) is dropped.
+pub async fn mark_relayed(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    attempts: i32,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE jobs SET published_at = now()
+         WHERE id = $1 AND attempts = $2 AND published_at IS NULL
+           AND status IN ('queued', 'failed')",
+        id,
+        attempts,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
 /// A job as its tenant may see it.
 pub async fn find_for_tenant(
     db: impl PgExecutor<'_>,
@@ -141,7 +160,10 @@ pub async fn start_attempt(
          SET status = 'running', attempts = attempts + 1, started_at = now(), finished_at = NULL,
              worker_id = $2
          WHERE id = $1
-           AND (status IN ('queued', 'failed')
+           AND ((status IN ('queued', 'failed')
+                 -- A retry kept in Postgres is not due yet: this is a stale copy of an
+                 -- earlier attempt's message, not its retry (the relay sends that).
+                 AND NOT (status = 'failed' AND published_at IS NULL AND retry_at > now()))
                 -- Not held (see `db::workers`): its worker is gone or let it go.
                 OR (status = 'running'
                     AND NOT coalesce((SELECT w.stopped_at IS NULL
@@ -212,25 +234,29 @@ pub async fn mark_failed(
 /// Records a failed attempt whose retry waits in Postgres (kinds whose
 /// [`JobKind::retries_in_postgres`]): due in `retry_in`, unpublished, so the outbox relay sends
 /// it once `run_after` has come. Unlike [`mark_failed`] this update is not HOT (`published_at`
-/// is in the relay's index predicate); it happens a few times in a delivery's life.
+/// is in the relay's index predicate); it happens a few times in a delivery's life. With
+/// `refund` the attempt is given back: it never tried (its endpoint was busy).
 pub async fn mark_failed_until(
     db: impl PgExecutor<'_>,
     id: Uuid,
     attempt: i32,
     error: &str,
     retry_in: std::time::Duration,
+    refund: bool,
 ) -> Result<bool, sqlx::Error> {
     let error = storable(error);
     let done = sqlx::query!(
         "UPDATE jobs SET status = 'failed', last_error = $3,
                          retry_at = now() + make_interval(secs => $4),
                          run_after = now() + make_interval(secs => $4),
-                         published_at = NULL
+                         published_at = NULL,
+                         attempts = attempts - CASE WHEN $5 THEN 1 ELSE 0 END
          WHERE id = $1 AND status = 'running' AND attempts = $2",
         id,
         attempt,
         &*error,
         retry_in.as_secs_f64(),
+        refund,
     )
     .execute(db)
     .await?;
@@ -360,7 +386,7 @@ pub async fn revive(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Job>, sq
         "UPDATE jobs
          SET status = 'queued', attempts = 0, last_error = NULL, published_at = NULL,
              started_at = NULL, finished_at = NULL, run_after = now(),
-             rescued_at = NULL
+             rescued_at = NULL, retry_at = NULL
          WHERE id = $1 AND is_dead
          RETURNING id, tenant, kind, payload, status, attempts, max_attempts, last_error,
                    created_at, published_at, started_at, finished_at, traceparent",
@@ -381,7 +407,7 @@ pub async fn revive_dead(
         "UPDATE jobs
          SET status = 'queued', attempts = 0, last_error = NULL, published_at = NULL,
              started_at = NULL, finished_at = NULL, run_after = now(),
-             rescued_at = NULL
+             rescued_at = NULL, retry_at = NULL
          WHERE id IN (SELECT id FROM jobs
                       WHERE is_dead AND ($1::text IS NULL OR kind = $1)
                       ORDER BY created_at

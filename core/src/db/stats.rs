@@ -123,14 +123,14 @@ pub struct OutboxBacklog {
 pub async fn outbox_backlog(db: impl PgExecutor<'_>) -> Result<OutboxBacklog, sqlx::Error> {
     sqlx::query_as!(
         OutboxBacklog,
-        // A retry kept in Postgres waits unpublished until it is due: it counts from then.
+        // A retry kept in Postgres, or a task waiting for its time or its queue, is unpublished
+        // until it is due (`retry_at`): it counts from then.
         r#"SELECT count(*) AS "unpublished!",
-                  extract(epoch FROM now() - min(CASE WHEN status = 'failed' THEN retry_at
-                                                      ELSE created_at END))::float8
+                  extract(epoch FROM now() - min(coalesce(retry_at, created_at)))::float8
                       AS oldest_age_seconds
            FROM jobs
-           WHERE published_at IS NULL
-             AND (status = 'queued' OR (status = 'failed' AND retry_at <= now()))"#
+           WHERE published_at IS NULL AND status IN ('queued', 'failed')
+             AND (retry_at IS NULL OR retry_at <= now())"#
     )
     .fetch_one(db)
     .await

@@ -496,7 +496,8 @@ pub async fn record_attempt(
         "UPDATE webhook_deliveries
          SET status = $2, attempts = $3, response_status = $4, response_body = $5,
              latency_ms = $6, last_error = $7, next_attempt_at = $8, updated_at = now()
-         WHERE id = $1",
+         -- A late copy of an older attempt never overwrites a newer outcome.
+         WHERE id = $1 AND attempts <= $3 AND status <> 'succeeded'",
         id,
         record.status,
         record.attempt,
@@ -530,11 +531,12 @@ pub async fn mark_failed(
     Ok(())
 }
 
-/// An endpoint's deliveries, newest first, created before `before` when given.
+/// An endpoint's deliveries, newest first; after `before` (a delivery's id: ids are UUIDv7,
+/// in creation order, and unlike times never shared) when given.
 pub async fn list_deliveries(
     db: impl PgExecutor<'_>,
     endpoint_id: Uuid,
-    before: Option<DateTime<Utc>>,
+    before: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<Delivery>, sqlx::Error> {
     sqlx::query_as!(
@@ -543,8 +545,8 @@ pub async fn list_deliveries(
                   event_type, status, attempts, response_status, response_body, latency_ms,
                   last_error, next_attempt_at, created_at, updated_at
            FROM webhook_deliveries
-           WHERE endpoint_id = $1 AND ($2::timestamptz IS NULL OR created_at < $2)
-           ORDER BY created_at DESC
+           WHERE endpoint_id = $1 AND ($2::uuid IS NULL OR id < $2)
+           ORDER BY id DESC
            LIMIT $3"#,
         endpoint_id,
         before,
@@ -564,8 +566,9 @@ pub async fn replay(
 ) -> Result<Option<Job>, sqlx::Error> {
     let reopened = sqlx::query!(
         "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = now(),
-                                       updated_at = now()
-         WHERE id = $1 AND endpoint_id = $2 AND status = 'failed'",
+                                       attempts = 0, updated_at = now()
+         WHERE id = $1 AND endpoint_id = $2 AND status = 'failed'
+           AND EXISTS (SELECT 1 FROM jobs WHERE jobs.id = $1 AND jobs.is_dead)",
         id,
         endpoint_id,
     )
@@ -587,11 +590,12 @@ pub async fn replay_failed_since(
 ) -> Result<Vec<Job>, sqlx::Error> {
     let ids = sqlx::query_scalar!(
         "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = now(),
-                                       updated_at = now()
-         WHERE id IN (SELECT id FROM webhook_deliveries
-                      WHERE endpoint_id = $1 AND status = 'failed' AND created_at >= $2
-                      ORDER BY created_at LIMIT $3
-                      FOR UPDATE SKIP LOCKED)
+                                       attempts = 0, updated_at = now()
+         WHERE id IN (SELECT d.id FROM webhook_deliveries d JOIN jobs j ON j.id = d.id
+                      WHERE d.endpoint_id = $1 AND d.status = 'failed' AND d.created_at >= $2
+                        AND j.is_dead
+                      ORDER BY d.created_at LIMIT $3
+                      FOR UPDATE OF d SKIP LOCKED)
          RETURNING id",
         endpoint_id,
         since,

@@ -9,6 +9,7 @@ pub mod signing;
 use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
+pub use reqwest::Method;
 use reqwest::{StatusCode, header::HeaderMap};
 
 /// How much of an answer's body is read and kept for the delivery log.
@@ -25,12 +26,35 @@ pub struct Client {
 
 /// One request to send.
 pub struct Request<'a> {
+    pub method: reqwest::Method,
     pub url: &'a str,
     /// The `webhook-id`: the same on every attempt of a delivery.
     pub id: &'a str,
     /// The secrets to sign with (two during a rotation's overlap).
     pub secrets: &'a [&'a str],
-    pub body: &'a str,
+    /// Headers besides the signature's (an HTTP task's own; a webhook's content type).
+    pub headers: &'a [(String, String)],
+    pub body: &'a [u8],
+    /// This request's own time limit, within the client's.
+    pub timeout: Option<Duration>,
+}
+
+impl<'a> Request<'a> {
+    /// A webhook delivery: a JSON body POSTed.
+    pub fn webhook(url: &'a str, id: &'a str, secrets: &'a [&'a str], body: &'a str) -> Self {
+        static JSON: std::sync::LazyLock<Vec<(String, String)>> = std::sync::LazyLock::new(|| {
+            vec![("content-type".to_owned(), "application/json".to_owned())]
+        });
+        Self {
+            method: reqwest::Method::POST,
+            url,
+            id,
+            secrets,
+            headers: &JSON,
+            body: body.as_bytes(),
+            timeout: None,
+        }
+    }
 }
 
 /// What one attempt brought back.
@@ -101,10 +125,14 @@ impl Client {
         // Signed now, not when the delivery was made: a receiver rejects old timestamps.
         let timestamp = chrono::Utc::now().timestamp();
         let signature = signing::signature(request.secrets, request.id, timestamp, request.body);
-        let sent = self
-            .http
-            .post(url)
-            .header("content-type", "application/json")
+        let mut builder = self.http.request(request.method.clone(), url);
+        for (name, value) in request.headers {
+            builder = builder.header(name, value);
+        }
+        if let Some(timeout) = request.timeout {
+            builder = builder.timeout(timeout);
+        }
+        let sent = builder
             .header("webhook-id", request.id)
             .header("webhook-timestamp", timestamp.to_string())
             .header("webhook-signature", signature)

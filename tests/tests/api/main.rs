@@ -18,6 +18,7 @@ mod run_local;
 mod s3;
 mod shutdown;
 mod startup;
+mod tasks;
 mod timeouts;
 mod trace_propagation;
 mod usage;

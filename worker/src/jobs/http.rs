@@ -27,6 +27,9 @@ use uuid::Uuid;
 use super::{Classify, JobError};
 use crate::Context;
 
+/// How long a delivery waits for a slot of its endpoint before it steps aside.
+const SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Sends the delivery and records what came of it.
 pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
     let payload: WebhookPayload = serde_json::from_value(job.payload.clone()).abort()?;
@@ -45,17 +48,30 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
         return Err(JobError::Abort(error.into()));
     }
 
-    let _slot = ctx.endpoint_slots.acquire(endpoint.id).await;
+    // Busy with this endpoint: give the slot to another endpoint's delivery rather than wait
+    // long, and come back without spending an attempt.
+    let Some(_slot) = ctx
+        .endpoint_slots
+        .acquire_within(endpoint.id, SLOT_WAIT)
+        .await
+    else {
+        let wait = SLOT_WAIT.mul_f64(rand::Rng::random_range(&mut rand::rng(), 0.2..0.6));
+        return Err(JobError::Defer {
+            reason: "the endpoint's deliveries in flight are at KILN_WEBHOOK_ENDPOINT_CONCURRENCY"
+                .into(),
+            wait,
+        });
+    };
     let id = signing::message_id(outgoing.delivery_id);
     let secrets = endpoint.signing_secrets(chrono::Utc::now());
     let attempt = ctx
         .delivery
-        .send(&Request {
-            url: &endpoint.url,
-            id: &id,
-            secrets: &secrets,
-            body: &outgoing.body,
-        })
+        .send(&Request::webhook(
+            &endpoint.url,
+            &id,
+            &secrets,
+            &outgoing.body,
+        ))
         .await;
     let outcome = match attempt.answer {
         Answer::Delivered => "delivered",
@@ -260,9 +276,10 @@ async fn tell_tenant(
     }
     let text = format!(
         "Kiln disabled your webhook endpoint {url} ({id}) because {reason}.\n\n\
-         Deliveries to it have stopped; failed ones stay in its log. Once it works again, \
-         enable it (PATCH /v1/webhooks/{id} with {{\"enabled\": true}}) and replay what it \
-         missed (POST /v1/webhooks/{id}/replay).\n\n{base}\n",
+         Deliveries to it have stopped, and events raised while it is disabled are not kept \
+         for it; failed deliveries stay in its log. Once it works again, enable it \
+         (PATCH /v1/webhooks/{id} with {{\"enabled\": true}}) and replay its failed \
+         deliveries (POST /v1/webhooks/{id}/replay).\n\n{base}\n",
         url = endpoint.url,
         id = endpoint.id,
         base = ctx.config.public_url,
@@ -320,20 +337,26 @@ impl EndpointSlots {
         }
     }
 
-    /// Waits for a slot of `endpoint`.
-    pub async fn acquire(&self, endpoint: Uuid) -> EndpointSlot {
+    /// A slot of `endpoint`, waiting at most `wait` for one.
+    pub async fn acquire_within(
+        &self,
+        endpoint: Uuid,
+        wait: std::time::Duration,
+    ) -> Option<EndpointSlot> {
         let semaphore = {
             let mut map = self.semaphores.lock().unwrap_or_else(|p| p.into_inner());
             map.entry(endpoint)
                 .or_insert_with(|| Arc::new(Semaphore::new(self.per_endpoint)))
                 .clone()
         };
-        let permit = semaphore.acquire_owned().await.ok();
-        EndpointSlot {
+        let acquired = tokio::time::timeout(wait, semaphore.acquire_owned()).await;
+        // Holding no permit, the slot still drops its endpoint's idle entry.
+        let slot = EndpointSlot {
             endpoint,
             slots: self.clone(),
-            permit,
-        }
+            permit: acquired.ok().and_then(Result::ok),
+        };
+        slot.permit.is_some().then_some(slot)
     }
 }
 

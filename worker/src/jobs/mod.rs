@@ -8,6 +8,7 @@ pub mod http;
 pub mod media;
 pub mod noop;
 pub mod prune;
+pub mod task;
 
 use std::time::Duration;
 
@@ -27,6 +28,10 @@ pub enum JobError {
     /// Postgres can wait an arbitrary time; others take their ladder's next step.
     #[error("{error}")]
     RetryIn { error: String, wait: Duration },
+    /// Not tried at all (its endpoint is busy): try again after `wait`, the attempt given back.
+    /// Only for kinds whose retries wait in Postgres; others retry as usual.
+    #[error("{reason}")]
+    Defer { reason: String, wait: Duration },
 }
 
 /// Classifies any error at the call site: `.retry()?` or `.abort()?`.
@@ -57,5 +62,7 @@ pub fn timeout(kind: JobKind) -> Duration {
         // Bounded by the request's own time-out (15 s by default) plus the log's writes; the
         // wait for a per-endpoint slot counts too.
         JobKind::Webhook => Duration::from_secs(330),
+        // A task's own time-out is at most 300 s.
+        JobKind::Task => Duration::from_secs(330),
     }
 }

@@ -62,7 +62,7 @@ pub struct Filter {
     #[param(pattern = "^(queued|running|succeeded|failed|dead)$")]
     pub status: Option<String>,
     /// A job kind.
-    #[param(pattern = "^(media|email|backup|cleanup|digest|prune|noop|webhook)$")]
+    #[param(pattern = "^(media|email|backup|cleanup|digest|prune|noop|webhook|task)$")]
     pub kind: Option<String>,
     /// 100 by default.
     #[param(minimum = 1, maximum = 1000)]

@@ -91,6 +91,7 @@ enum ScopeName {
     Email,
     Admin,
     Webhooks,
+    Tasks,
 }
 
 /// Creates a key: 201 with the key itself, which is never shown again.

@@ -26,8 +26,8 @@ pub struct LogQuery {
     /// 50 by default, at most 500.
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
-    /// Only deliveries made before this time (the last one of the previous page).
-    pub before: Option<DateTime<Utc>>,
+    /// Only deliveries made before this one (the last id of the previous page).
+    pub before: Option<Uuid>,
 }
 
 /// Deliveries, newest first.
@@ -44,7 +44,7 @@ pub struct DeliveryList {
         (status = 200, description = "The deliveries", body = DeliveryList),
         (status = 403, description = "`forbidden`: the key lacks the webhooks scope", body = crate::openapi::ErrorBody),
         (status = 404, description = "`not_found`: no such endpoint in this tenant", body = crate::openapi::ErrorBody),
-        (status = 422, description = "`invalid_filter`: a limit outside 1..=500 or a bad time", body = crate::openapi::ErrorBody),
+        (status = 422, description = "`invalid_filter`: a limit outside 1..=500 or a bad id", body = crate::openapi::ErrorBody),
     ))]
 pub async fn list_deliveries(
     State(state): State<AppState>,
@@ -164,6 +164,8 @@ pub async fn replay_since(
     since: DateTime<Utc>,
 ) -> Result<Replayed, ApiError> {
     usable(endpoint)?;
+    // Postgres keeps no time before 4713 BC: anything before Kiln existed means "all".
+    let since = since.max(DateTime::UNIX_EPOCH);
     let mut tx = state.db.begin().await?;
     let jobs = db::webhooks::replay_failed_since(&mut tx, endpoint.id, since, REPLAY_BATCH).await?;
     tx.commit().await?;

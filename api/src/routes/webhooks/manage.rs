@@ -13,7 +13,7 @@ use kiln_core::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{Checks, EndpointList, EndpointView, owned};
+use super::{Checks, EndpointList, EndpointView, owned, owned_to_change};
 use crate::{
     auth::{Caller, scope},
     error::ApiError,
@@ -84,6 +84,7 @@ pub async fn update_endpoint(
     ApiJson(patch): ApiJson<EndpointPatch>,
 ) -> Result<Json<EndpointView>, ApiError> {
     caller.require(scope::WEBHOOKS)?;
+    owned_to_change(&state, &caller, id).await?;
     let mut checks = Checks::new(&state, &caller);
     if let Some(url) = &patch.url {
         checks.url(url);
@@ -121,6 +122,7 @@ pub async fn delete_endpoint(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Response, ApiError> {
     caller.require(scope::WEBHOOKS)?;
+    owned_to_change(&state, &caller, id).await?;
     if !db::webhooks::delete_endpoint(&state.db, id, &caller.tenant).await? {
         return Err(ApiError::not_found("webhook endpoint"));
     }
@@ -164,6 +166,7 @@ pub async fn rotate_secret(
     body: axum::body::Bytes,
 ) -> Result<Json<RotatedSecret>, ApiError> {
     caller.require(scope::WEBHOOKS)?;
+    owned_to_change(&state, &caller, id).await?;
     // The body is optional: none means the default overlap.
     let rotation: SecretRotation = if body.iter().all(u8::is_ascii_whitespace) {
         SecretRotation::default()

@@ -103,6 +103,24 @@ const MAX_ENDPOINTS: usize = 50;
 const MAX_URL: usize = 2048;
 const MAX_DESCRIPTION: usize = 500;
 
+/// What is wrong with a URL Kiln is to call (a webhook endpoint's, a task's), if anything:
+/// its length, control characters, its scheme, or a literal address a delivery may not reach.
+pub(crate) fn url_problem(state: &AppState, url: &str) -> Option<String> {
+    if url.len() > MAX_URL {
+        return Some(format!("at most {MAX_URL} characters"));
+    }
+    if url.chars().any(char::is_control) {
+        return Some("no control characters".into());
+    }
+    match url::Url::parse(url) {
+        Err(error) => Some(format!("not a URL: {error}")),
+        Ok(parsed) => {
+            let allow = &state.config.webhooks.allow_nets;
+            kiln_core::delivery::reach::check_url(&parsed, allow).err()
+        }
+    }
+}
+
 /// Checks an endpoint's fields; each problem is named by its field (422 `validation_failed`).
 struct Checks<'a> {
     state: &'a AppState,
@@ -120,20 +138,7 @@ impl<'a> Checks<'a> {
     }
 
     fn url(&mut self, url: &str) {
-        let problem = if url.len() > MAX_URL {
-            Some(format!("at most {MAX_URL} characters"))
-        } else if url.chars().any(char::is_control) {
-            Some("no control characters".into())
-        } else {
-            match url::Url::parse(url) {
-                Err(error) => Some(format!("not a URL: {error}")),
-                Ok(parsed) => {
-                    let allow = &self.state.config.webhooks.allow_nets;
-                    kiln_core::delivery::reach::check_url(&parsed, allow).err()
-                }
-            }
-        };
-        if let Some(problem) = problem {
+        if let Some(problem) = url_problem(self.state, url) {
             self.fields.insert("url".into(), json!(problem));
         }
     }
@@ -183,4 +188,19 @@ async fn owned(state: &AppState, caller: &Caller, id: Uuid) -> Result<Endpoint, 
     kiln_core::db::webhooks::find_endpoint_for_tenant(&state.db, id, &caller.tenant)
         .await?
         .ok_or_else(|| ApiError::not_found("webhook endpoint"))
+}
+
+/// The caller's endpoint `id`, to change: one made with an admin key (it receives the
+/// operators' `backup.*` events) is changed only with an admin key, so a key with the
+/// `webhooks` scope alone cannot point those events at itself.
+async fn owned_to_change(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+) -> Result<Endpoint, ApiError> {
+    let endpoint = owned(state, caller, id).await?;
+    if endpoint.admin {
+        caller.require(crate::auth::scope::ADMIN)?;
+    }
+    Ok(endpoint)
 }
