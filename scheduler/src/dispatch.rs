@@ -1,4 +1,5 @@
-//! The task dispatcher: sends the app's HTTP tasks that are due, as fast as their queues'
+//! The task dispatcher: makes the tasks of tenants' recurring schedules whose tick came, and
+//! sends the app's HTTP tasks that are due, as fast as their queues'
 //! rates and concurrency allow, and never a paused queue's (see `kiln_core::db::tasks`). The
 //! limits are decided in Postgres under each queue's row lock, so any number of schedulers can
 //! run it at once and together stay within them.
@@ -18,6 +19,12 @@ const PER_QUEUE: i64 = 500;
 /// Runs until `cancel` fires.
 pub async fn run(db: PgPool, publisher: Publisher, cancel: CancellationToken) {
     loop {
+        // Recurring tasks first: a tick's task may be due at once.
+        match kiln_core::db::task_schedules::fire_due(&db).await {
+            Ok(0) => {}
+            Ok(made) => tracing::info!(made, "recurring tasks made"),
+            Err(error) => tracing::warn!(%error, "recurring tasks pass failed"),
+        }
         match kiln_core::db::tasks::dispatch(&db, PER_QUEUE).await {
             Ok(due) => {
                 for job in &due {

@@ -69,7 +69,7 @@ fn policy(path: &str, rates: &RateLimits) -> (&'static str, Option<Rate>) {
         ("admin", rates.admin)
     } else if path.starts_with("/v1/webhooks") {
         ("webhooks", rates.webhooks)
-    } else if path.starts_with("/v1/task") {
+    } else if path.starts_with("/v1/task") || path.starts_with("/v1/schedules") {
         ("tasks", rates.tasks)
     } else {
         ("media", rates.media)

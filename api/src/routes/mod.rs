@@ -73,6 +73,11 @@ pub fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(tasks::queues::list_queues))
         .routes(routes!(tasks::queues::put_queue))
         .routes(routes!(tasks::queues::queue_secret))
+        .routes(routes!(
+            tasks::schedules::create_schedule,
+            tasks::schedules::list_schedules
+        ))
+        .routes(routes!(tasks::schedules::delete_schedule))
         .routes(routes!(usage::all))
         .routes(routes!(admin::jobs::list))
         .routes(routes!(admin::backups::list))

@@ -16,6 +16,7 @@ pub mod retention;
 pub mod schedules;
 pub mod sessions;
 pub mod stats;
+pub mod task_schedules;
 pub mod tasks;
 pub mod usage;
 pub mod webhooks;

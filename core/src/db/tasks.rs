@@ -134,6 +134,22 @@ pub struct Task {
     pub updated_at: DateTime<Utc>,
 }
 
+/// What a task is apart from its tenant, time and dedupe key: as a recurring schedule keeps it
+/// (checked once, when the schedule was made), to make one task per tick.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct TaskTemplate {
+    pub queue: String,
+    pub url: String,
+    pub method: String,
+    pub headers: serde_json::Value,
+    /// The body, base64.
+    pub body: String,
+    pub max_attempts: i32,
+    pub timeout_secs: i32,
+    pub min_backoff_ms: i64,
+    pub max_backoff_ms: i64,
+}
+
 /// A task to enqueue.
 pub struct NewTask<'a> {
     pub tenant: &'a str,

@@ -345,3 +345,74 @@ async fn bad_tasks_are_refused_field_by_field_and_a_bad_batch_writes_nothing() {
         StatusCode::FORBIDDEN
     );
 }
+
+#[tokio::test]
+async fn a_recurring_task_fires_once_per_tick_however_many_schedulers_run() {
+    let app = app(true).await;
+    let _second = Process::spawn("kiln-scheduler", &[], app.env()).expect("a second scheduler");
+    let receiver = Receiver::start().expect("receiver");
+    let secret = queue(&app, &app.key, "default", json!({})).await;
+    receiver.verify_with(&[&secret]).await;
+    let schedule = json!({"name": "every-minute", "cron": "* * * * *",
+                          "task": {"url": receiver.url("/tick"), "body": "tick"}});
+    let made = app
+        .send(Method::POST, "/v1/schedules", Some(&schedule))
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{:?}", made.body);
+    let again = app
+        .send(Method::POST, "/v1/schedules", Some(&schedule))
+        .await;
+    assert_eq!(again.error_code(), "schedule_exists");
+    for (bad, field) in [
+        (
+            json!({"name": "s", "cron": "* * * * * *", "task": {"url": "https://example.com"}}),
+            "cron",
+        ),
+        (
+            json!({"name": "s", "cron": "* * * * *", "task": {"url": "https://example.com", "delay_secs": 5}}),
+            "task.delay_secs",
+        ),
+        (
+            json!({"name": "S S", "cron": "* * * * *", "task": {"url": "ftp://x"}}),
+            "task.url",
+        ),
+    ] {
+        let refused = app.send(Method::POST, "/v1/schedules", Some(&bad)).await;
+        assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            refused.body["error"]["fields"][field].is_string(),
+            "{field}: {:?}",
+            refused.body
+        );
+    }
+
+    // Rather than wait for the minute to turn, bring the tick forward; both schedulers see it.
+    let db = app.services.db().await;
+    sqlx::query("UPDATE task_schedules SET next_tick = date_trunc('second', now())")
+        .execute(&db)
+        .await
+        .expect("tick brought forward");
+    let log = receiver.wait_for(1).await;
+    assert_eq!(log[0]["path"], "/tick");
+    assert_eq!(log[0]["verified_with"], json!([0]));
+    // Both schedulers have had several passes since: still one task for the tick.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let made: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks")
+        .fetch_one(&db)
+        .await
+        .expect("count");
+    assert_eq!(made, 1);
+    assert_eq!(receiver.log().await.len(), 1);
+    let listed = app.get("/v1/schedules").await;
+    let next = seconds(&listed.body["schedules"][0]["next_tick"]);
+    assert!(listed.body["schedules"][0]["last_tick"].is_string());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs_f64();
+    assert!(next > now - 1.0, "the next tick is ahead");
+    let deleted = app
+        .send(Method::DELETE, "/v1/schedules/every-minute", None)
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+}

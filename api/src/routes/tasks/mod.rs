@@ -5,6 +5,7 @@
 pub mod create;
 pub mod manage;
 pub mod queues;
+pub mod schedules;
 pub mod validate;
 
 use kiln_core::{db, delivery::signing, jobs::JobKind};
