@@ -127,6 +127,19 @@
     });
   }
 
+  function renderTaskQueues(queues) {
+    fill($("#task-queues tbody"), queues, (row, q) => {
+      row.dataset.queue = q.tenant + "/" + q.name;
+      cell(row, q.tenant);
+      cell(row, q.name);
+      cell(row, q.rate_per_sec === null ? "unlimited" : q.rate_per_sec + "/s (burst " + q.burst + ")", "task-queue-rate");
+      cell(row, text(q.max_concurrent));
+      cell(row, q.paused ? "paused" : "running", "task-queue-state");
+      cell(row, text(q.waiting), "task-queue-waiting");
+      cell(row, text(q.sent), "task-queue-sent");
+    });
+  }
+
   function renderDead(dead) {
     fill($("#dead tbody"), dead, (row, job) => {
       row.dataset.jobId = job.id;
@@ -295,6 +308,7 @@
         (data.broker_reachable ? "" : " · RabbitMQ unreachable: depths unknown");
       renderDead(data.dead);
       renderWebhooks(data.webhooks);
+      renderTaskQueues(data.task_queues);
       renderFailures(data.failures);
       renderSchedules(data.schedules);
       renderBackups(data.backups);

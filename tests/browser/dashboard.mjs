@@ -133,6 +133,13 @@ try {
     const success = await page.textContent(`${hook} [data-testid="webhook-success"]`);
     return { ok: success === "100% (1/1)", success };
   });
+  // The task queue panel shows the test's paused queue with its limits.
+  await eventually("the paused task queue is listed", async () => {
+    const row = '#task-queues tr[data-queue="tenant-a/reports"]';
+    const state = await page.textContent(`${row} [data-testid="task-queue-state"]`).catch(() => null);
+    const rate = await page.textContent(`${row} [data-testid="task-queue-rate"]`).catch(() => null);
+    return { ok: state === "paused" && rate === "5/s (burst 10)", state, rate };
+  });
   await page.screenshot({ path: screenshot, fullPage: true });
   console.log(`dashboard ok; screenshot at ${screenshot}`);
 } finally {

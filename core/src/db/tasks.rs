@@ -111,6 +111,39 @@ pub async fn queue_secret(
     .await
 }
 
+/// A queue of any tenant, with its tasks waiting and in flight, for operators.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueStats {
+    pub tenant: String,
+    pub name: String,
+    pub rate_per_sec: Option<f64>,
+    pub burst: i32,
+    pub max_concurrent: Option<i32>,
+    pub paused: bool,
+    pub waiting: i64,
+    pub sent: i64,
+}
+
+/// Every tenant's task queues (500 at most, paused first) with their waiting and in-flight
+/// counts, each read off its partial index.
+pub async fn queue_stats(db: impl PgExecutor<'_>) -> Result<Vec<QueueStats>, sqlx::Error> {
+    sqlx::query_as!(
+        QueueStats,
+        r#"SELECT q.tenant, q.name, q.rate_per_sec, q.burst, q.max_concurrent, q.paused,
+                  (SELECT count(*) FROM tasks t
+                   WHERE t.tenant = q.tenant AND t.queue = q.name AND t.status = 'waiting')
+                      AS "waiting!",
+                  (SELECT count(*) FROM tasks t
+                   WHERE t.tenant = q.tenant AND t.queue = q.name AND t.status = 'sent')
+                      AS "sent!"
+           FROM task_queues q
+           ORDER BY q.paused DESC, q.tenant, q.name
+           LIMIT 500"#,
+    )
+    .fetch_all(db)
+    .await
+}
+
 /// A task as its tenant sees it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Task {
@@ -287,7 +320,7 @@ pub async fn cancel(
 }
 
 /// Queues with due waiting tasks looked at per pass.
-const QUEUES_PER_PASS: i64 = 100;
+const QUEUES_PER_PASS: i64 = 1000;
 
 /// Sends what may be sent now: for each queue with due waiting tasks, as many as its rate
 /// (the bucket, refilled since its last dispatch), its concurrency (tasks sent and not yet
@@ -295,10 +328,13 @@ const QUEUES_PER_PASS: i64 = 100;
 /// lock, so any number of schedulers together stay within the limits. Returns the jobs made
 /// due, for the caller to publish (the outbox relay sends any it cannot).
 pub async fn dispatch(db: &PgPool, limit: i64) -> Result<Vec<Job>, sqlx::Error> {
+    // Paused queues are left out here, so however many there are they never crowd out another
+    // tenant's queue from a pass.
     let queues = sqlx::query!(
-        "SELECT DISTINCT tenant, queue FROM tasks
-         WHERE status = 'waiting' AND run_at <= now()
-         LIMIT $1",
+        r#"SELECT DISTINCT t.tenant AS "tenant!", t.queue AS "queue!"
+           FROM tasks t JOIN task_queues q ON q.tenant = t.tenant AND q.name = t.queue
+           WHERE t.status = 'waiting' AND t.run_at <= now() AND NOT q.paused
+           LIMIT $1"#,
         QUEUES_PER_PASS,
     )
     .fetch_all(db)

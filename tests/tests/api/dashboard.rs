@@ -311,6 +311,15 @@ async fn the_dashboard_works_in_a_real_browser() {
         )
         .await;
     let endpoint_id = endpoint.body["id"].as_str().expect("endpoint").to_owned();
+    // A paused, rate-limited task queue, for the page's task queue panel.
+    let queue = app
+        .send(
+            reqwest::Method::PUT,
+            "/v1/task-queues/reports",
+            Some(&json!({"rate_per_sec": 5, "burst": 10, "paused": true})),
+        )
+        .await;
+    assert_eq!(queue.status, StatusCode::OK, "{:?}", queue.body);
     let sent = app
         .send_email_as(
             &app.key,

@@ -5,7 +5,12 @@
 
 use std::time::Duration;
 
-use kiln_tests::{Answer, Options, Process, TestApp, images, spawn_app_with, webhooks::Receiver};
+use kiln_tests::{
+    Answer, Options, Process, TestApp, images,
+    smtp::{Mode, SmtpServer},
+    spawn_app_with,
+    webhooks::Receiver,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -394,4 +399,54 @@ async fn a_worker_killed_mid_delivery_still_leads_to_a_delivery() {
     assert!(log.iter().all(|entry| entry["id"] == log[0]["id"]));
     assert!(log.iter().all(|entry| entry["verified_with"] == json!([0])));
     assert_eq!(delivery["message_id"], log[0]["id"]);
+}
+
+#[tokio::test]
+async fn an_endpoint_failing_longer_than_disable_after_is_disabled_and_its_tenant_emailed() {
+    let smtp = SmtpServer::start(Mode::Accept).expect("smtp server");
+    let app = app_reaching_loopback(&[
+        ("KILN_WEBHOOK_DISABLE_AFTER", "2s"),
+        // Attempts about a second apart, enough of them to be failing for over 2 s.
+        ("KILN_WEBHOOK_RETRY_DELAYS", "1s,1s,1s,1s,1s,1s,1s,1s"),
+        ("KILN_SMTP_URL", &smtp.url()),
+    ])
+    .await;
+    // The tenant's notification address is its oldest key's that has one.
+    app.key_notifying("tenant-a", "media", "ops@example.com");
+    let receiver = Receiver::start().expect("receiver");
+    let (endpoint_id, _) = endpoint(&app, &receiver.url("/down"), json!(["media.ready"])).await;
+    receiver
+        .script(json!(vec![json!({"status": 500}); 50]))
+        .await;
+    ready_media(&app).await;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let disabled = loop {
+        let now = app.get(&format!("/v1/webhooks/{endpoint_id}")).await;
+        if now.body["enabled"] == false {
+            break now.body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still enabled: {:?}",
+            now.body
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let reason = disabled["disabled_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("longer than"), "{reason}");
+    let told = smtp.wait_for(1).await;
+    assert_eq!(told[0]["rcpt_tos"], json!(["ops@example.com"]));
+    // The body may be quoted-printable: undo its soft line breaks before reading it.
+    let message = told[0]["data"]
+        .as_str()
+        .unwrap_or_default()
+        .replace("=\r\n", "");
+    assert!(
+        message.contains("Kiln disabled a webhook endpoint"),
+        "{message}"
+    );
+    assert!(message.contains(&endpoint_id), "{message}");
+    // Every attempt failed, so the endpoint had been failing since the first.
+    assert!(receiver.log().await.len() >= 2);
 }

@@ -66,6 +66,7 @@ pub async fn data(
     let usage = crate::routes::usage::dashboard_panel(&state).await?;
     let endpoints = db::webhooks::list_all_endpoints(&state.db, LIST_LIMIT).await?;
     let webhooks = crate::routes::webhooks::EndpointList::of(&state, endpoints).await?;
+    let task_queues = db::tasks::queue_stats(&state.db).await?;
     let job = |j: &db::jobs::Job| {
         json!({
             "id": j.id, "kind": j.kind, "status": j.status, "tenant": j.tenant,
@@ -88,6 +89,7 @@ pub async fn data(
         })).collect::<Vec<_>>(),
         "usage": usage,
         "webhooks": webhooks.endpoints,
+        "task_queues": task_queues,
         "schedules": schedules,
         "backups": {
             "last_good": backups.first(),
