@@ -62,6 +62,9 @@ pub async fn relay_once(db: &PgPool, publisher: &Publisher) -> anyhow::Result<us
                         -- it, so it is due at `run_after` itself, with no grace.
                         AND run_after < now() - make_interval(
                               secs => CASE WHEN status = 'failed' THEN 0 ELSE $1::float8 END)
+                        -- Bounds the index scan: rows not due (tasks waiting for their queue,
+                        -- parked retries: 'infinity') are never read.
+                        AND run_after < now()
                       ORDER BY run_after
                       LIMIT $3
                       FOR UPDATE SKIP LOCKED)

@@ -303,10 +303,21 @@ impl TestApp {
 
     /// Any request with the default key and an optional JSON body.
     pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Answer {
+        self.send_as(&self.key, method, path, body).await
+    }
+
+    /// Any request with a given key and an optional JSON body.
+    pub async fn send_as(
+        &self,
+        key: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Answer {
         let mut request = self
             .client
             .request(method, format!("{}{path}", self.address))
-            .bearer_auth(&self.key);
+            .bearer_auth(key);
         if let Some(body) = body {
             request = request.json(body);
         }

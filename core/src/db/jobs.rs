@@ -299,6 +299,8 @@ pub async fn bury_dead_lettered(
         "UPDATE jobs SET status = 'dead', last_error = $3, finished_at = now(),
                          published_at = coalesce(published_at, started_at, now())
          WHERE id = $1 AND attempts = $2 AND is_live
+           -- A retry waiting in Postgres has no message of its own yet: this one is stale.
+           AND NOT (status = 'failed' AND published_at IS NULL)
            AND (status <> 'running' OR NOT coalesce(
                  (SELECT w.stopped_at IS NULL
                          AND w.heartbeat_at > now() - make_interval(secs => $4)

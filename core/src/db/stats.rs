@@ -130,7 +130,7 @@ pub async fn outbox_backlog(db: impl PgExecutor<'_>) -> Result<OutboxBacklog, sq
                       AS oldest_age_seconds
            FROM jobs
            WHERE published_at IS NULL AND status IN ('queued', 'failed')
-             AND (retry_at IS NULL OR retry_at <= now())"#
+             AND run_after <= now() AND (retry_at IS NULL OR retry_at <= now())"#
     )
     .fetch_one(db)
     .await

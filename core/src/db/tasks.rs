@@ -294,6 +294,14 @@ pub async fn cancel(
     id: Uuid,
     tenant: &str,
 ) -> Result<Option<Task>, sqlx::Error> {
+    // The task's row first, as the dispatcher locks them (task, then job): no deadlock.
+    sqlx::query!(
+        "SELECT id FROM tasks WHERE id = $1 AND tenant = $2 FOR UPDATE",
+        id,
+        tenant
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
     let ended = sqlx::query!(
         "UPDATE jobs SET status = 'succeeded', finished_at = now(), last_error = 'cancelled',
                          published_at = coalesce(published_at, now())
@@ -328,12 +336,24 @@ const QUEUES_PER_PASS: i64 = 1000;
 /// lock, so any number of schedulers together stay within the limits. Returns the jobs made
 /// due, for the caller to publish (the outbox relay sends any it cannot).
 pub async fn dispatch(db: &PgPool, limit: i64) -> Result<Vec<Job>, sqlx::Error> {
-    // Paused queues are left out here, so however many there are they never crowd out another
-    // tenant's queue from a pass.
+    // Only queues that can send now: not paused, with a due task, a whole token (when rated)
+    // and room under their concurrency. However many queues a tenant has that cannot, they
+    // never crowd out another's; the longest idle go first. One index probe per queue.
     let queues = sqlx::query!(
-        r#"SELECT DISTINCT t.tenant AS "tenant!", t.queue AS "queue!"
-           FROM tasks t JOIN task_queues q ON q.tenant = t.tenant AND q.name = t.queue
-           WHERE t.status = 'waiting' AND t.run_at <= now() AND NOT q.paused
+        r#"SELECT q.tenant, q.name AS queue FROM task_queues q
+           WHERE NOT q.paused
+             AND EXISTS (SELECT 1 FROM tasks t
+                         WHERE t.tenant = q.tenant AND t.queue = q.name
+                           AND t.status = 'waiting' AND t.run_at <= now())
+             AND (q.rate_per_sec IS NULL
+                  OR least(q.burst::float8,
+                           q.tokens + extract(epoch FROM now() - q.refilled_at)::float8
+                                      * q.rate_per_sec) >= 1)
+             AND (q.max_concurrent IS NULL
+                  OR (SELECT count(*) FROM tasks t
+                      WHERE t.tenant = q.tenant AND t.queue = q.name AND t.status = 'sent')
+                     < q.max_concurrent)
+           ORDER BY q.refilled_at
            LIMIT $1"#,
         QUEUES_PER_PASS,
     )
@@ -341,9 +361,19 @@ pub async fn dispatch(db: &PgPool, limit: i64) -> Result<Vec<Job>, sqlx::Error> 
     .await?;
     let mut due = Vec::new();
     for queue in queues {
-        let mut tx = db.begin().await?;
-        due.extend(dispatch_queue(&mut tx, &queue.tenant, &queue.queue, limit).await?);
-        tx.commit().await?;
+        // One queue's failure (a deadlock, say) costs only that queue's turn.
+        let dispatched = async {
+            let mut tx = db.begin().await?;
+            let jobs = dispatch_queue(&mut tx, &queue.tenant, &queue.queue, limit).await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(jobs)
+        };
+        match dispatched.await {
+            Ok(jobs) => due.extend(jobs),
+            Err(error) => {
+                tracing::warn!(%error, tenant = queue.tenant, queue = queue.queue, "dispatch failed")
+            }
+        }
     }
     Ok(due)
 }
@@ -407,26 +437,29 @@ async fn dispatch_queue(
     )
     .fetch_all(&mut *conn)
     .await?;
-    if state.rate_per_sec.is_some() {
-        let sent = ids.len() as f64;
-        sqlx::query!(
-            "UPDATE task_queues
-             SET tokens = least(burst::float8,
-                                tokens + extract(epoch FROM now() - refilled_at)::float8
-                                         * rate_per_sec) - $3,
-                 refilled_at = now()
-             WHERE tenant = $1 AND name = $2",
-            tenant,
-            queue,
-            sent,
-        )
-        .execute(&mut *conn)
-        .await?;
-    }
-    // Due now: the relay may send these (after its grace) if the caller's publish fails.
+    // The bucket as of now (when rated), and the queue's turn taken: `refilled_at` orders the
+    // next pass, the longest idle first.
+    let sent = ids.len() as f64;
+    sqlx::query!(
+        "UPDATE task_queues
+         SET tokens = CASE WHEN rate_per_sec IS NULL THEN tokens
+                           ELSE least(burst::float8,
+                                      tokens + extract(epoch FROM now() - refilled_at)::float8
+                                               * rate_per_sec) - $3
+                      END,
+             refilled_at = now()
+         WHERE tenant = $1 AND name = $2",
+        tenant,
+        queue,
+        sent,
+    )
+    .execute(&mut *conn)
+    .await?;
+    // Due now. The caller publishes them; the relay only if that fails (after 30 s, so it
+    // does not send a retry alongside the caller).
     sqlx::query_as!(
         Job,
-        "UPDATE jobs SET run_after = now(), retry_at = now()
+        "UPDATE jobs SET run_after = now() + interval '30 seconds', retry_at = now()
          WHERE id = ANY($1)
          RETURNING id, tenant, kind, payload, status, attempts, max_attempts, last_error,
                    created_at, published_at, started_at, finished_at, traceparent",
@@ -481,16 +514,18 @@ pub async fn record_answer(
     answered: &Answered<'_>,
     status: Option<&str>,
 ) -> Result<(), sqlx::Error> {
+    let error = answered.error.map(super::jobs::storable);
     sqlx::query!(
         "UPDATE tasks
          SET attempts = $2, response_status = $3, response_body = $4, last_error = $5,
              status = coalesce($6, status), updated_at = now()
-         WHERE id = $1",
+         -- A late copy of an older attempt never overwrites a newer one's record.
+         WHERE id = $1 AND attempts <= $2",
         id,
         answered.attempt,
         answered.response_status,
         answered.response_body,
-        answered.error,
+        error.as_deref(),
         status,
     )
     .execute(db)
@@ -543,12 +578,13 @@ pub async fn mark_failed(
     id: Uuid,
     error: &str,
 ) -> Result<(), sqlx::Error> {
+    let error = super::jobs::storable(error);
     sqlx::query!(
         "UPDATE tasks SET status = 'failed', last_error = coalesce(last_error, $2),
                           updated_at = now()
          WHERE id = $1 AND status <> 'cancelled'",
         id,
-        error,
+        &*error,
     )
     .execute(db)
     .await?;

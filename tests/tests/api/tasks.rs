@@ -17,29 +17,10 @@ async fn app(with_worker: bool) -> TestApp {
     .await
 }
 
-async fn send_as(app: &TestApp, key: &str, method: Method, path: &str, body: Value) -> Answer {
-    let response = app
-        .client
-        .request(method, format!("{}{path}", app.address))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .expect("request");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response.json().await.unwrap_or_default();
-    Answer {
-        status,
-        headers,
-        body,
-    }
-}
-
 /// Creates (or resets) a queue as `key`; returns its signing secret.
 async fn queue(app: &TestApp, key: &str, name: &str, limits: Value) -> String {
     let path = format!("/v1/task-queues/{name}");
-    let put = send_as(app, key, Method::PUT, &path, limits).await;
+    let put = app.send_as(key, Method::PUT, &path, Some(&limits)).await;
     assert_eq!(put.status, StatusCode::OK, "{:?}", put.body);
     let secret = app.get_as(Some(key), &format!("{path}/secret")).await;
     secret.body["secret"].as_str().expect("secret").to_owned()
@@ -93,7 +74,9 @@ async fn a_task_is_sent_signed_as_asked_and_its_dedupe_key_is_the_tenant_s_own()
     let again = task(&app, request.clone()).await;
     assert_eq!(again.status, StatusCode::OK, "a repeat returns the first");
     assert_eq!(again.body["id"], id.as_str());
-    let elsewhere = send_as(&app, &other, Method::POST, "/v1/tasks", request).await;
+    let elsewhere = app
+        .send_as(&other, Method::POST, "/v1/tasks", Some(&request))
+        .await;
     assert_eq!(
         elsewhere.status,
         StatusCode::ACCEPTED,

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use kiln_tests::{
-    Answer, Options, Process, TestApp, images,
+    Options, Process, TestApp, images,
     smtp::{Mode, SmtpServer},
     spawn_app_with,
     webhooks::Receiver,
@@ -318,14 +318,10 @@ async fn endpoints_are_the_tenant_s_own_and_checked_field_by_field() {
 
     // Backup events are for endpoints made with an admin key.
     let webhooks_only = app.key_for("tenant-b", "webhooks");
-    let answer = send_as(
-        &app,
-        &webhooks_only,
-        Method::POST,
-        "/v1/webhooks",
-        json!({"url": "https://example.com/b", "events": ["backup.failed"]}),
-    )
-    .await;
+    let body = json!({"url": "https://example.com/b", "events": ["backup.failed"]});
+    let answer = app
+        .send_as(&webhooks_only, Method::POST, "/v1/webhooks", Some(&body))
+        .await;
     assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
     // Another tenant sees none of tenant-a's endpoints.
     let theirs = app
@@ -353,25 +349,6 @@ async fn endpoints_are_the_tenant_s_own_and_checked_field_by_field() {
         app.get(&format!("/v1/webhooks/{id}")).await.status,
         StatusCode::NOT_FOUND
     );
-}
-
-async fn send_as(app: &TestApp, key: &str, method: Method, path: &str, body: Value) -> Answer {
-    let response = app
-        .client
-        .request(method, format!("{}{path}", app.address))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .expect("request");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response.json().await.unwrap_or_default();
-    Answer {
-        status,
-        headers,
-        body,
-    }
 }
 
 #[tokio::test]

@@ -147,9 +147,8 @@ pub async fn on_dead(
     job: &Job,
     error: &str,
 ) -> Result<super::media::AfterCommit, sqlx::Error> {
-    if let Ok(payload) = serde_json::from_value::<TaskPayload>(job.payload.clone()) {
-        db::tasks::mark_failed(&mut *conn, payload.task_id, error).await?;
-    }
+    // The task's id is its job's: no payload to read, so no task is left `sent`.
+    db::tasks::mark_failed(&mut *conn, job.id, error).await?;
     Ok(super::media::AfterCommit::default())
 }
 

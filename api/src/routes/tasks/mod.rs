@@ -28,8 +28,13 @@ async fn insert_all(
     for queue in queues {
         db::tasks::ensure_queue(&mut *tx, &caller.tenant, queue, &signing::new_secret()).await?;
     }
-    let mut made = Vec::with_capacity(tasks.len());
-    for task in &tasks {
+    // Repeats of a dedupe key wait on its lock: taken in key order, two batches sharing keys
+    // in other orders cannot deadlock. Answered in the request's order.
+    let mut order: Vec<usize> = (0..tasks.len()).collect();
+    order.sort_by(|a, b| tasks[*a].dedupe_key.cmp(&tasks[*b].dedupe_key));
+    let mut made = vec![None; tasks.len()];
+    for index in order {
+        let task = &tasks[index];
         let new = db::tasks::NewTask {
             tenant: &caller.tenant,
             queue: &task.queue,
@@ -45,9 +50,10 @@ async fn insert_all(
             max_backoff_ms: task.max_backoff_ms,
             traceparent: trace.clone(),
         };
-        made.push(db::tasks::insert(&mut tx, &new).await?);
+        made[index] = Some(db::tasks::insert(&mut tx, &new).await?);
     }
     tx.commit().await?;
+    let made: Vec<_> = made.into_iter().flatten().collect();
     let new = made.iter().filter(|(_, new)| *new).count();
     metrics::counter!("kiln_jobs_enqueued_total", "kind" => JobKind::Task.as_str())
         .increment(new as u64);
