@@ -80,8 +80,15 @@ pub async fn list(db: impl PgExecutor<'_>, tenant: &str) -> Result<Vec<TaskSched
     .await
 }
 
-/// How many schedules a tenant has.
-pub async fn count(db: impl PgExecutor<'_>, tenant: &str) -> Result<i64, sqlx::Error> {
+/// How many schedules a tenant has. It first takes the tenant's schedule lock (for the
+/// caller's transaction), so a count and the insert that follows are not raced by another.
+pub async fn count(db: &mut sqlx::PgConnection, tenant: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query!(
+        "SELECT pg_advisory_xact_lock(hashtextextended('task_schedules:' || $1, 0))",
+        tenant
+    )
+    .execute(&mut *db)
+    .await?;
     sqlx::query_scalar!(
         r#"SELECT count(*) AS "count!" FROM task_schedules WHERE tenant = $1"#,
         tenant

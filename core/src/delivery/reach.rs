@@ -33,6 +33,7 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
         || (a == 100 && (64..128).contains(&b))    // CGNAT, 100.64.0.0/10
         || (a == 192 && b == 0 && c == 0)          // IETF protocol assignments
         || (a == 198 && (b == 18 || b == 19))      // benchmarking, 198.18.0.0/15
+        || (a == 192 && b == 88 && c == 99)        // 6to4 relay anycast (deprecated)
         || a >= 240) // reserved
 }
 
@@ -48,6 +49,7 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || segments[..6] == [0, 0, 0, 0, 0, 0]               // IPv4-compatible (deprecated)
         || (segments[0] == 0x64 && segments[1] == 0xff9b)    // NAT64, maps to IPv4
         || segments[0] == 0x2002                             // 6to4, maps to IPv4
+        || (segments[0] == 0x2001 && segments[1] == 0)       // Teredo, maps to IPv4
         || (segments[0] == 0x2001 && segments[1] == 0x0db8)) // documentation
 }
 
@@ -140,6 +142,8 @@ mod tests {
             "::ffff:8.8.8.8",
             "64:ff9b::7f00:1",
             "2002:7f00:1::",
+            "2001:0:4136:e378::1",
+            "192.88.99.1",
         ] {
             let ip: IpAddr = internal.parse().expect(internal);
             assert!(!is_public(ip), "{internal} must be refused");

@@ -95,7 +95,8 @@ pub async fn create_schedule(
         fields.insert("cron".into(), json!("it never fires"));
         return Err(ApiError::invalid_fields(fields));
     };
-    if task_schedules::count(&state.db, &caller.tenant).await? >= MAX_SCHEDULES {
+    let mut tx = state.db.begin().await?;
+    if task_schedules::count(&mut tx, &caller.tenant).await? >= MAX_SCHEDULES {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "too_many_schedules",
@@ -114,7 +115,7 @@ pub async fn create_schedule(
         max_backoff_ms: checked.max_backoff_ms,
     };
     let made = task_schedules::insert(
-        &state.db,
+        &mut *tx,
         &caller.tenant,
         &request.name,
         &request.cron,
@@ -129,6 +130,7 @@ pub async fn create_schedule(
             "this tenant has a schedule of that name",
         )
     })?;
+    tx.commit().await?;
     tracing::info!(
         schedule = request.name,
         cron = request.cron,
