@@ -427,3 +427,105 @@ async fn an_endpoint_failing_longer_than_disable_after_is_disabled_and_its_tenan
     // Every attempt failed, so the endpoint had been failing since the first.
     assert!(receiver.log().await.len() >= 2);
 }
+
+#[tokio::test]
+async fn each_event_type_reaches_an_endpoint_with_its_data_and_email_events_carry_no_addresses() {
+    let smtp = SmtpServer::start(Mode::Accept).expect("smtp server");
+    let app = app_reaching_loopback(&[("KILN_SMTP_URL", &smtp.url())]).await;
+    let receiver = Receiver::start().expect("receiver");
+    let (_, secret) = endpoint(&app, &receiver.url("/all"), json!(["*"])).await;
+    receiver.verify_with(&[&secret]).await;
+
+    // media.ready, then media.deleted.
+    let media = ready_media(&app).await;
+    let deleted = app
+        .send(Method::DELETE, &format!("/v1/media/{media}"), None)
+        .await;
+    assert_eq!(deleted.status, StatusCode::ACCEPTED, "{:?}", deleted.body);
+    // media.failed and job.dead: a photo cut short cannot be decoded.
+    let mut broken = images::bench_photo("photo-4mp.jpg");
+    broken.truncate(broken.len() / 3);
+    let failed = app.upload(broken).await;
+    let failed_id = failed.body["id"].as_str().expect("id").to_owned();
+    assert_eq!(app.wait_for_media(&failed_id).await["status"], "failed");
+    // email.sent.
+    let sent = app
+        .send_email_as(
+            &app.key,
+            &json!({"to": "ann@example.com", "subject": "Secret plans", "text": "Body"}),
+        )
+        .await;
+    let email_job = sent.body["job_id"].as_str().expect("job").to_owned();
+
+    let log = receiver.wait_for(5).await;
+    let events: Vec<Value> = log.iter().map(body_of).collect();
+    let of = |kind: &str| {
+        events
+            .iter()
+            .find(|e| e["type"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} in {events:?}"))
+            .clone()
+    };
+    assert_eq!(of("media.ready")["data"]["id"], media.as_str());
+    assert_eq!(of("media.deleted")["data"]["id"], media.as_str());
+    assert_eq!(of("media.deleted")["data"]["status"], "deleted");
+    let failure = of("media.failed");
+    assert_eq!(failure["data"]["id"], failed_id.as_str());
+    assert!(failure["data"]["error"].is_string());
+    let dead = of("job.dead");
+    assert_eq!(dead["data"]["kind"], "media");
+    assert_eq!(dead["data"]["status"], "dead");
+    let email = of("email.sent");
+    assert_eq!(email["data"]["id"], email_job.as_str());
+    assert_eq!(email["data"]["recipients"], 1);
+    let text = email.to_string();
+    assert!(
+        !text.contains("ann@example.com") && !text.contains("Secret plans"),
+        "{text}"
+    );
+    assert!(log.iter().all(|e| e["verified_with"] == json!([0])));
+}
+
+#[tokio::test]
+async fn backup_events_reach_endpoints_made_with_an_admin_key_only() {
+    let app = app_reaching_loopback(&[]).await;
+    let operators = Receiver::start().expect("receiver");
+    let tenant = Receiver::start().expect("receiver");
+    let (_, secret) = endpoint(&app, &operators.url("/ops"), json!(["backup.succeeded"])).await;
+    operators.verify_with(&[&secret]).await;
+    // A key without the admin scope: its "*" is every event its tenant may see.
+    let webhooks_only = app.key_for("tenant-a", "webhooks");
+    let body = json!({"url": tenant.url("/app"), "events": ["*"]});
+    let made = app
+        .send_as(&webhooks_only, Method::POST, "/v1/webhooks", Some(&body))
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{:?}", made.body);
+
+    let output =
+        kiln_tests::run("kiln-scheduler", &["enqueue", "nightly-backup"], app.env()).expect("runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let job_id = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    assert_eq!(app.wait_for_job(&job_id).await["status"], "succeeded");
+
+    let log = operators.wait_for(1).await;
+    let event = body_of(&log[0]);
+    assert_eq!(event["type"], "backup.succeeded");
+    assert_eq!(event["data"]["job_id"], job_id.as_str());
+    assert!(event["data"]["sha256"].is_string());
+    assert_eq!(log[0]["verified_with"], json!([0]));
+    // Deliveries are written in the backup's own transaction, which committed before the job
+    // succeeded: the tenant key's endpoint has none.
+    let tenant_endpoint = made.body["id"].as_str().expect("id");
+    let theirs = app
+        .get_as(
+            Some(&webhooks_only),
+            &format!("/v1/webhooks/{tenant_endpoint}/deliveries"),
+        )
+        .await;
+    assert_eq!(theirs.body["deliveries"], json!([]), "{:?}", theirs.body);
+    assert!(tenant.log().await.is_empty());
+}
