@@ -51,7 +51,7 @@ async fn connections_trickling_headers_are_closed_while_a_normal_client_is_serve
     let mut tricklers = Vec::new();
     for _ in 0..300 {
         let stream = connect(&app).await;
-        let (mut reader, mut writer) = stream.into_split();
+        let (reader, mut writer) = stream.into_split();
         // A header line, then one more byte of it every 300 ms, until the server hangs up.
         let trickle = tokio::spawn(async move {
             let start = b"GET /healthz HTTP/1.1\r\nHost: kiln\r\nX-Slow: ";
@@ -61,14 +61,7 @@ async fn connections_trickling_headers_are_closed_while_a_normal_client_is_serve
                 sent = writer.write_all(b"x").await.is_ok();
             }
         });
-        let answer = tokio::spawn(async move {
-            let mut received = Vec::new();
-            let read = reader.read_to_end(&mut received);
-            let read = tokio::time::timeout(Duration::from_secs(60), read).await;
-            assert!(read.is_ok(), "the server never closed the connection");
-            String::from_utf8_lossy(&received).into_owned()
-        });
-        tricklers.push((trickle, answer));
+        tricklers.push((trickle, read_answer(reader)));
     }
     served_promptly(&app).await;
     for (trickle, answer) in tricklers {
@@ -76,6 +69,17 @@ async fn connections_trickling_headers_are_closed_while_a_normal_client_is_serve
         trickle.abort();
         assert!(!sent.contains("200 OK"), "{sent}");
     }
+}
+
+/// Reads what the server sends on `reader` until it closes the connection (a minute at most).
+fn read_answer(mut reader: tokio::net::tcp::OwnedReadHalf) -> tokio::task::JoinHandle<String> {
+    tokio::spawn(async move {
+        let mut received = Vec::new();
+        let read = reader.read_to_end(&mut received);
+        let read = tokio::time::timeout(Duration::from_secs(60), read).await;
+        assert!(read.is_ok(), "the server never closed the connection");
+        String::from_utf8_lossy(&received).into_owned()
+    })
 }
 
 /// A normal client's authenticated requests are answered while the tricklers hang on: each
@@ -137,7 +141,7 @@ async fn connections_trickling_bodies_are_all_answered_408_while_a_normal_client
              Content-Type: {kind}\r\nContent-Length: 100000\r\n\r\n",
             app.key
         );
-        let (mut reader, mut writer) = stream.into_split();
+        let (reader, mut writer) = stream.into_split();
         writer.write_all(head.as_bytes()).await.expect("head");
         let start = if n % 2 == 0 {
             kiln_tests::images::sideways_jpeg(64, 32)[..16].to_vec()
@@ -151,14 +155,7 @@ async fn connections_trickling_bodies_are_all_answered_408_while_a_normal_client
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         });
-        let answer = tokio::spawn(async move {
-            let mut received = Vec::new();
-            let read = reader.read_to_end(&mut received);
-            let read = tokio::time::timeout(Duration::from_secs(60), read).await;
-            assert!(read.is_ok(), "the server never closed the connection");
-            String::from_utf8_lossy(&received).into_owned()
-        });
-        tricklers.push((trickle, answer));
+        tricklers.push((trickle, read_answer(reader)));
     }
     served_promptly(&app).await;
     for (trickle, answer) in tricklers {
