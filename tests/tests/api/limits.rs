@@ -320,17 +320,21 @@ async fn an_upload_slower_than_the_minimum_pace_is_cut_off_and_leaves_no_file() 
     ])
     .await;
     let jpeg = images::sideways_jpeg(64, 32);
-    // A trickle: a few bytes every half second, far below 1000 bytes/s.
+    // A trickle: 20 bytes in the first window, far below 1000 bytes/s, then nothing more while
+    // the body stays open. (Bytes still arriving after the server answered and closed would
+    // make the kernel reset the connection, and the client could lose the 408 it was sent.)
     let (sender, body) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
     let trickle = {
         let jpeg = jpeg.clone();
         tokio::spawn(async move {
-            for chunk in jpeg.chunks(10) {
+            for chunk in jpeg.chunks(10).take(2) {
                 if sender.send(Ok(chunk.to_vec())).await.is_err() {
                     return;
                 }
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                tokio::time::sleep(Duration::from_millis(300)).await;
             }
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            drop(sender);
         })
     };
     let stream = receiver_stream(body);
