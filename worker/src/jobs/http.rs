@@ -27,6 +27,11 @@ use uuid::Uuid;
 use super::{Classify, JobError};
 use crate::Context;
 
+/// The log's status for an attempt that ends the delivery: still `pending` here; the burial
+/// that follows marks it `failed` in the transaction that makes its job dead, so a delivery the
+/// log calls failed can always be replayed.
+const ENDING: &str = "pending";
+
 /// How long a delivery waits for a slot of its endpoint before it steps aside.
 const SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -44,7 +49,7 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
     let endpoint = &outgoing.endpoint;
     if !endpoint.enabled {
         let error = "the endpoint is disabled";
-        record(ctx, job, "failed", None, Some(error), None).await?;
+        record(ctx, job, ENDING, None, Some(error), None).await?;
         return Err(JobError::Abort(error.into()));
     }
 
@@ -87,7 +92,7 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
     match attempt.answer {
         Answer::Delivered => delivered(ctx, job, endpoint, &attempt).await,
         Answer::Gone => {
-            record(ctx, job, "failed", Some(&attempt), Some(&error), None).await?;
+            record(ctx, job, ENDING, Some(&attempt), Some(&error), None).await?;
             let reason = "it answered 410 Gone";
             if db::webhooks::disable_endpoint(&ctx.db, endpoint.id, reason)
                 .await
@@ -100,13 +105,13 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
             )))
         }
         Answer::Final => {
-            record(ctx, job, "failed", Some(&attempt), Some(&error), None).await?;
+            record(ctx, job, ENDING, Some(&attempt), Some(&error), None).await?;
             Err(JobError::Abort(error))
         }
         Answer::Retry { after } => {
             failing(ctx, endpoint).await?;
             if job.attempts >= job.max_attempts {
-                record(ctx, job, "failed", Some(&attempt), Some(&error), None).await?;
+                record(ctx, job, ENDING, Some(&attempt), Some(&error), None).await?;
                 return Err(JobError::Retry(error));
             }
             let wait = ctx.config.webhooks.wait_after(job.attempts, after);
