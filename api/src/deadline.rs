@@ -14,7 +14,12 @@ use crate::{error::ApiError, state::AppState};
 
 /// Runs the request within the deadline, or answers 408 `request_timeout`.
 pub async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let is_upload = request.method() == Method::POST && request.uri().path() == "/v1/media";
+    let path = request.uri().path();
+    // A resumable upload's PATCH is an upload too, and its last one (or a HEAD after an
+    // interruption) joins every chunk into the original.
+    let is_upload = (request.method() == Method::POST && path == "/v1/media")
+        || (matches!(*request.method(), Method::PATCH | Method::HEAD)
+            && path.starts_with("/v1/uploads/tus/"));
     if is_upload {
         return next.run(request).await;
     }

@@ -17,6 +17,7 @@
 
 pub mod auth;
 pub mod backups;
+pub mod cors;
 pub mod deadline;
 pub mod error;
 pub mod extract;
@@ -28,6 +29,7 @@ pub mod routes;
 pub mod session;
 pub mod startup;
 pub mod state;
+pub mod tenant_settings;
 pub mod trace_layer;
 
 pub use startup::Application;

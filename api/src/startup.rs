@@ -28,6 +28,12 @@ impl Application {
     /// connected lazily, so the API starts (and `/readyz` explains) while any of them is down.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let state = build_state(config)?;
+        if state.config.media_urls.dev_key {
+            tracing::warn!(
+                "KILN_URL_SIGNING_KEY is unset: variant URLs are signed with the development key, \
+                 which anyone can read in Kiln's source; set a secret of your own in production"
+            );
+        }
         if state.config.migrate {
             db::migrate(&state.db).await.context("running migrations")?;
         }
@@ -142,6 +148,8 @@ pub fn build_state(config: Config) -> anyhow::Result<AppState> {
         publisher,
         templates,
         keys: crate::auth::KeyCache::new(config.auth_cache_ttl),
+        signer: kiln_core::media_urls::UrlSigner::new(&config.media_urls),
+        settings: crate::tenant_settings::SettingsCache::new(config.auth_cache_ttl),
         rates: crate::limits::rate::RateLimiter::new(),
         uploads: crate::limits::uploads::UploadSlots::new(&config.limits, cache.clone()),
         config: Arc::new(config),

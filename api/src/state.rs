@@ -25,5 +25,9 @@ pub struct AppState {
     pub rates: crate::limits::rate::RateLimiter,
     /// Uploads in flight, per process and per tenant.
     pub uploads: crate::limits::uploads::UploadSlots,
+    /// Signs variant URLs and checks their signatures.
+    pub signer: kiln_core::media_urls::UrlSigner,
+    /// Tenant settings (permanent public URLs), kept briefly.
+    pub settings: crate::tenant_settings::SettingsCache,
     pub config: Arc<Config>,
 }

@@ -10,6 +10,7 @@
 //! - [`cache`]: the cache-aside read in front of Postgres (Redis first, one load per key).
 //! - [`storage`]: originals and variants, on a local directory or S3-compatible storage.
 //! - [`jobs`]: the job contracts (kinds, statuses, the message envelope, payloads).
+//! - [`media_urls`]: signed, expiring variant URLs (and permanent public ones).
 //! - [`queue`]: the RabbitMQ topology and a confirmed publisher.
 //! - [`pg_tool`]: `pg_dump`/`pg_restore` commands that keep the password off their argv.
 //! - [`image_probe`]: format sniffing and header dimensions, without decoding pixels.
@@ -25,6 +26,7 @@ pub mod db;
 pub mod delivery;
 pub mod image_probe;
 pub mod jobs;
+pub mod media_urls;
 pub mod pg_tool;
 pub mod queue;
 pub mod shutdown;

@@ -175,6 +175,27 @@ impl Storage {
         Ok((size, stream.boxed()))
     }
 
+    /// Streams `range` of an object (a range past its end is cut at the end).
+    pub async fn get_range_stream(
+        &self,
+        key: &str,
+        range: Range<u64>,
+    ) -> Result<BoxStream<'static, Result<Bytes, StorageError>>, StorageError> {
+        let options = object_store::GetOptions {
+            range: Some(object_store::GetRange::Bounded(range)),
+            ..Default::default()
+        };
+        let result = self
+            .store
+            .get_opts(&Path::from(key), options)
+            .await
+            .map_err(not_found(key))?;
+        Ok(result
+            .into_stream()
+            .map(|r| r.map_err(StorageError::from))
+            .boxed())
+    }
+
     /// Deletes an object; deleting one that is already gone is not an error.
     pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
         match self.store.delete(&Path::from(key)).await {

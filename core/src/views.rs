@@ -1,6 +1,8 @@
 //! Resources as clients see them, built in one place for the API's answers and the webhook
 //! events the workers send (`media.ready` carries exactly what `GET /v1/media/{id}` answers).
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -18,9 +20,22 @@ pub struct MediaView {
     pub width: i32,
     pub height: i32,
     pub error: Option<String>,
-    pub variants: Vec<VariantView>,
+    /// The app's metadata (`PATCH /v1/media/{id}`): string values by key.
+    #[serde(default)]
+    #[schema(value_type = std::collections::HashMap<String, String>)]
+    pub metadata: serde_json::Value,
+    /// What to show while a variant loads, once ready: `{thumbhash, blurhash,
+    /// dominant_color}` (ThumbHash in base64, BlurHash, `#rrggbb`).
+    #[schema(value_type = Option<Object>)]
+    pub placeholder: Option<serde_json::Value>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Keep `variants` and `variant_urls` the last fields: the API signs the URLs in the
+    /// serialized view by finding them after the last `"variants":` key.
+    pub variants: Vec<VariantView>,
+    /// One URL per variant name that picks the best format the client accepts (`Accept`).
+    #[serde(default)]
+    pub variant_urls: BTreeMap<String, String>,
 }
 
 /// One downloadable variant.
@@ -36,21 +51,30 @@ pub struct VariantView {
 
 /// The file extension used in variant URLs for a stored format.
 pub fn extension(format: &str) -> &'static str {
-    if format == "webp" { "webp" } else { "jpg" }
+    match format {
+        "webp" => "webp",
+        "avif" => "avif",
+        _ => "jpg",
+    }
+}
+
+/// The API path of a variant file (`file` is `<name>.<extension>`, or just `<name>` for the
+/// negotiated one): what a signed URL's signature covers.
+pub fn variant_path(media_id: Uuid, file: &str) -> String {
+    format!("/v1/media/{media_id}/variants/{file}")
 }
 
 impl MediaView {
     /// The resource of `media` with its stored `variants`.
-    pub fn build(media: &Media, variants: &[Variant]) -> Self {
-        let variants = variants
+    pub fn build(media: &Media, stored: &[Variant]) -> Self {
+        let variant_urls = stored
+            .iter()
+            .map(|v| (v.name.clone(), variant_path(media.id, &v.name)))
+            .collect();
+        let variants = stored
             .iter()
             .map(|v| VariantView {
-                url: format!(
-                    "/v1/media/{}/variants/{}.{}",
-                    media.id,
-                    v.name,
-                    extension(&v.format)
-                ),
+                url: variant_path(media.id, &format!("{}.{}", v.name, extension(&v.format))),
                 name: v.name.clone(),
                 format: v.format.clone(),
                 width: v.width,
@@ -67,7 +91,10 @@ impl MediaView {
             width: media.width,
             height: media.height,
             error: media.error.clone(),
+            metadata: media.metadata.clone(),
+            placeholder: media.placeholder.clone(),
             variants,
+            variant_urls,
             created_at: media.created_at,
             updated_at: media.updated_at,
         }

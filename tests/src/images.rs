@@ -39,7 +39,31 @@ pub fn sideways_jpeg(width: u32, height: u32) -> Vec<u8> {
             Rgb([20, 20, 220])
         }
     });
-    with_exif_orientation(&encode(&image, ImageFormat::Jpeg), 6)
+    with_unique_comment(&with_exif_orientation(
+        &encode(&image, ImageFormat::Jpeg),
+        6,
+    ))
+}
+
+/// `jpeg` with a comment segment no other call gets, so that each call's bytes differ (the
+/// tenant's identical uploads would otherwise be one stored media shared, by design) while the
+/// pixels stay the same.
+pub fn with_unique_comment(jpeg: &[u8]) -> Vec<u8> {
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let text = format!("kiln-test {} {call} {nanos}", std::process::id());
+    let length = u16::try_from(text.len() + 2).expect("a short comment");
+    let mut out = Vec::with_capacity(jpeg.len() + text.len() + 4);
+    // After SOI: a COM segment may come before any other.
+    out.extend_from_slice(&jpeg[..2]);
+    out.extend_from_slice(&[0xFF, 0xFE]);
+    out.extend_from_slice(&length.to_be_bytes());
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(&jpeg[2..]);
+    out
 }
 
 /// Inserts an EXIF APP1 segment carrying `orientation` (and a GPS IFD pointer, as phones write)
@@ -144,4 +168,18 @@ pub fn jpeg_with_scans(scans: usize) -> Vec<u8> {
     }
     bomb.extend_from_slice(&[0xFF, 0xD9]);
     bomb
+}
+
+/// A `width`×`height` image of noise (xorshift, so the same every run): it does not compress,
+/// so the encoded file is about as large as its pixels.
+pub fn noise(width: u32, height: u32, format: ImageFormat) -> Vec<u8> {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let image = RgbImage::from_fn(width, height, |_, _| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let [r, g, b, ..] = state.to_le_bytes();
+        Rgb([r, g, b])
+    });
+    encode(&image, format)
 }

@@ -17,6 +17,7 @@
 //! - [`cpu`]: the bounded pool that CPU work runs on, off the async runtime.
 
 pub mod acks;
+pub mod backfill;
 pub mod consumer;
 pub mod cpu;
 pub mod events;

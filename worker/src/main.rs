@@ -2,7 +2,7 @@
 
 use anyhow::Context as _;
 use kiln_core::{Config, db, jobs::QueueKind, shutdown, telemetry};
-use kiln_worker::{Context, consumer, heartbeat};
+use kiln_worker::{Context, backfill, consumer, heartbeat};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -32,7 +32,9 @@ async fn main() -> anyhow::Result<()> {
     let heartbeat = heartbeat::Heartbeat::start(&ctx.config, registration, report).await?;
     let writes = ctx.writes.clone();
     let usage = ctx.usage.clone();
+    let backfill = tokio::spawn(backfill::run(ctx.clone(), cancel.clone()));
     consumer::run(ctx, queues, cancel).await;
+    backfill.abort();
     // Drained (or out of grace): what is still running here may be taken over at once.
     heartbeat.stop().await;
     // Emails enqueued by the last jobs: record their publishes rather than leave them to the relay.

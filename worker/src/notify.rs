@@ -102,8 +102,13 @@ pub async fn media_outcome(
         text: rendered.text,
         html: rendered.html,
     };
-    // One notification per job and outcome, however often the attempt is retried.
-    let dedupe_key = format!("notify:{template}:{job_id}");
+    // One notification per job, media and outcome, however often the attempt is retried (a
+    // job finishes its duplicate uploads too, each with its own notification).
+    let dedupe_key = if media.job_id == Some(job_id) {
+        format!("notify:{template}:{job_id}")
+    } else {
+        format!("notify:{template}:{job_id}:{}", media.id)
+    };
     let email = db::jobs::insert_deduplicated(
         &mut *conn,
         &db::jobs::NewJob {

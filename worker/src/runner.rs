@@ -412,8 +412,8 @@ pub(crate) async fn bury_as(
             (Settle::Ack, false)
         }
         Some(Some(after)) => {
-            if let Some(key) = after.stale_cache_key {
-                ctx.cache.invalidate(&key).await;
+            for key in &after.stale_cache_keys {
+                ctx.cache.invalidate(key).await;
             }
             for enqueued in &after.publish {
                 kiln_core::queue::publish_committed(&ctx.writes, &ctx.publisher, enqueued).await;

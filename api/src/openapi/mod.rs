@@ -76,6 +76,7 @@ impl Modify for Shared {
                 &mut item.patch,
                 &mut item.delete,
                 &mut item.head,
+                &mut item.options,
             ];
             for operation in operations.into_iter().flatten() {
                 let authenticated = operation.security.is_some();

@@ -1,12 +1,14 @@
 //! The router: one module per resource, one file per action.
 
 pub(crate) mod admin;
+pub(crate) mod cursor;
 mod dashboard;
 mod emails;
 mod health;
 mod jobs;
 pub mod media;
 mod tasks;
+mod uploads;
 mod usage;
 pub(crate) mod webhooks;
 
@@ -35,9 +37,33 @@ pub fn documented_routes() -> OpenApiRouter<AppState> {
             let (schemas, paths, method) = routes!(media::upload::upload);
             (schemas, paths, method.layer(DefaultBodyLimit::disable()))
         })
-        .routes(routes!(media::get::get_media, media::delete::delete_media))
+        .routes(routes!(media::list::list_media))
+        .routes(routes!(uploads::tokens::create_token))
+        .routes({
+            // Bodies are streamed into storage chunk by chunk, bounded by Upload-Length.
+            let (schemas, paths, method) = routes!(uploads::tus::create, uploads::tus::discover);
+            (schemas, paths, method.layer(DefaultBodyLimit::disable()))
+        })
+        .routes({
+            let (schemas, paths, method) = routes!(
+                uploads::tus::head,
+                uploads::tus::patch,
+                uploads::tus::terminate
+            );
+            (schemas, paths, method.layer(DefaultBodyLimit::disable()))
+        })
+        .routes(routes!(
+            media::get::get_media,
+            media::patch::patch_media,
+            media::delete::delete_media
+        ))
         .routes(routes!(media::variant::get_variant))
+        .routes(routes!(
+            media::settings::get_settings,
+            media::settings::put_settings
+        ))
         .routes(routes!(jobs::get_job))
+        .routes(routes!(jobs::list_jobs))
         .routes(routes!(usage::tenant))
         .routes({
             let (schemas, paths, method) = routes!(emails::send::send_email);
@@ -117,6 +143,9 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::deadline::limit,
+        ))
+        .layer(crate::cors::layer(
+            &state.config.browser_uploads.cors_origins,
         ))
         .layer(TraceLayer::new_for_http().make_span_with(crate::trace_layer::request_span))
         .layer(axum::middleware::from_fn(crate::trace_layer::propagate))

@@ -7,10 +7,14 @@ use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
 use secrecy::SecretString;
 
+mod browser_uploads;
 mod limits;
+mod media_urls;
 mod webhooks;
 
+pub use browser_uploads::BrowserUploads;
 pub use limits::{Limits, Rate, RateLimits, parse_networks, parse_rate};
+pub use media_urls::MediaUrls;
 pub use webhooks::Webhooks;
 
 /// A configuration value that could not be used; the message names the variable.
@@ -23,13 +27,30 @@ pub struct ConfigError {
     pub message: String,
 }
 
-/// One output size, e.g. `thumb:160`: a variant is `width` pixels wide at most.
+/// One output size: `thumb:160` (at most 160 wide), `hero:2048x1024:contain` (fits inside
+/// the box) or `avatar:256x256:cover` (fills the box, cropped around what is interesting).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VariantSpec {
     /// Name used in URLs and rows (`[a-z0-9_-]+`).
     pub name: String,
-    /// Target width in pixels; the height follows the aspect ratio.
+    /// Target width in pixels.
     pub width: u32,
+    /// The box's height, for `contain` and `cover`; `None`: the height follows the width.
+    pub height: Option<u32>,
+    /// How the image meets the box.
+    pub fit: Fit,
+}
+
+/// How a variant meets its box. None of them ever upscales.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fit {
+    /// At most `width` wide, the aspect ratio kept (`name:W`).
+    Width,
+    /// Inside `width`×`height`, the aspect ratio kept (`name:WxH` or `name:WxH:contain`).
+    Contain,
+    /// Exactly `width`×`height`, cropped to the most interesting region; a smaller source
+    /// gives the largest crop of the box's aspect ratio it holds (`name:WxH:cover`).
+    Cover,
 }
 
 /// Log output format.
@@ -154,6 +175,10 @@ pub struct Config {
     pub limits: Limits,
     /// How webhooks are delivered: their retry schedule, time-outs and reach.
     pub webhooks: Webhooks,
+    /// How variant URLs are signed and how long they work.
+    pub media_urls: MediaUrls,
+    /// Upload tokens, resumable uploads and CORS.
+    pub browser_uploads: BrowserUploads,
 }
 
 impl Config {
@@ -318,6 +343,8 @@ impl Config {
             schedules: env.string("KILN_SCHEDULES", ""),
             limits: Limits::read(&env)?,
             webhooks: Webhooks::read(&env)?,
+            media_urls: MediaUrls::read(&env)?,
+            browser_uploads: BrowserUploads::read(&env)?,
             log_format: match env.string("LOG_FORMAT", "text").as_str() {
                 "text" => LogFormat::Text,
                 "json" => LogFormat::Json,
@@ -498,18 +525,36 @@ fn parse_duration_up_to(
     Ok(Duration::from_millis(millis))
 }
 
-/// Parses `thumb:160,small:480`, sorted largest first: the worker makes the largest variant
-/// first from the decoded image and may derive smaller ones from it.
+/// Parses `thumb:160,avatar:256x256:cover,hero:2048x1024:contain`, sorted widest first: the
+/// worker makes the widest variant first from the decoded image and may derive smaller ones
+/// from it.
 pub fn parse_variants(raw: &str) -> Result<Vec<VariantSpec>, ConfigError> {
     let error = |message: String| ConfigError {
         var: "KILN_VARIANTS",
         message,
     };
+    // 16383 is the largest dimension WebP can store.
+    let dimension = |entry: &str, what: &str, raw: &str| {
+        raw.parse::<u32>()
+            .ok()
+            .filter(|n| (1..=16_383).contains(n))
+            .ok_or_else(|| {
+                error(format!(
+                    "{entry:?}: {what} must be a whole number in 1..=16383"
+                ))
+            })
+    };
     let mut variants = Vec::new();
     for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let (name, width) = entry
-            .split_once(':')
-            .ok_or_else(|| error(format!("{entry:?} is not name:width")))?;
+        let mut parts = entry.split(':');
+        let name = parts.next().unwrap_or_default();
+        let size = parts
+            .next()
+            .ok_or_else(|| error(format!("{entry:?} is not name:width or name:WxH[:mode]")))?;
+        let mode = parts.next();
+        if parts.next().is_some() {
+            return Err(error(format!("{entry:?} has too many parts")));
+        }
         let valid_name = !name.is_empty()
             && name.len() <= 32
             && name
@@ -518,19 +563,34 @@ pub fn parse_variants(raw: &str) -> Result<Vec<VariantSpec>, ConfigError> {
         if !valid_name {
             return Err(error(format!("{name:?}: names use [a-z0-9_-]")));
         }
-        let width: u32 = width
-            .parse()
-            .map_err(|_| error(format!("{entry:?}: width must be a whole number")))?;
-        // 16383 is the largest dimension WebP can store.
-        if !(1..=16_383).contains(&width) {
-            return Err(error(format!("{entry:?}: width must be 1..=16383")));
-        }
+        let (width, height, fit) = match size.split_once('x') {
+            None if mode.is_none() => (dimension(entry, "width", size)?, None, Fit::Width),
+            None => return Err(error(format!("{entry:?}: a mode needs a WxH box"))),
+            Some((w, h)) => {
+                let fit = match mode {
+                    None | Some("contain") => Fit::Contain,
+                    Some("cover") => Fit::Cover,
+                    Some(other) => {
+                        return Err(error(format!(
+                            "{entry:?}: {other:?} is not cover or contain"
+                        )));
+                    }
+                };
+                (
+                    dimension(entry, "width", w)?,
+                    Some(dimension(entry, "height", h)?),
+                    fit,
+                )
+            }
+        };
         if variants.iter().any(|v: &VariantSpec| v.name == name) {
             return Err(error(format!("{name:?} appears twice")));
         }
         variants.push(VariantSpec {
             name: name.to_owned(),
             width,
+            height,
+            fit,
         });
     }
     if variants.is_empty() {
@@ -626,6 +686,23 @@ mod tests {
         let names: Vec<_> = v.iter().map(|v| v.name.as_str()).collect();
         assert_eq!(names, ["b", "c", "a"]);
         assert!(parse_variants("a:10,a:20").is_err());
+        let boxes = parse_variants("avatar:256x256:cover,hero:2048x1024:contain,card:1200x630")
+            .expect("valid");
+        assert_eq!(
+            boxes
+                .iter()
+                .map(|v| (v.width, v.height, v.fit))
+                .collect::<Vec<_>>(),
+            [
+                (2048, Some(1024), Fit::Contain),
+                (1200, Some(630), Fit::Contain),
+                (256, Some(256), Fit::Cover)
+            ]
+        );
+        assert!(parse_variants("a:10:cover").is_err());
+        assert!(parse_variants("a:10x10:stretch").is_err());
+        assert!(parse_variants("a:10x0:cover").is_err());
+        assert!(parse_variants("a:10x10:cover:x").is_err());
         assert!(parse_variants("A B:10").is_err());
     }
 }

@@ -128,6 +128,37 @@ pub async fn find_for_tenant(
     .await
 }
 
+/// A tenant's jobs, newest first: at most `limit`, older (smaller id) than `before` if given,
+/// of one kind and status if given.
+pub async fn list_for_tenant(
+    db: impl PgExecutor<'_>,
+    tenant: &str,
+    kind: Option<&str>,
+    status: Option<&str>,
+    before: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Job>, sqlx::Error> {
+    sqlx::query_as!(
+        Job,
+        "SELECT id, tenant, kind, payload, status, attempts, max_attempts, last_error,
+                created_at, published_at, started_at, finished_at, traceparent
+         FROM jobs
+         WHERE tenant = $1
+           AND ($2::text IS NULL OR kind = $2)
+           AND ($3::text IS NULL OR status = $3)
+           AND ($4::uuid IS NULL OR id < $4)
+         ORDER BY id DESC
+         LIMIT $5",
+        tenant,
+        kind,
+        status,
+        before,
+        limit,
+    )
+    .fetch_all(db)
+    .await
+}
+
 /// A job by id, whoever owns it.
 pub async fn find(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Job>, sqlx::Error> {
     sqlx::query_as!(

@@ -20,6 +20,10 @@ pub struct Media {
     pub job_id: Option<Uuid>,
     /// The key that uploaded it (for notifications); `None` once that key is deleted.
     pub api_key_id: Option<Uuid>,
+    /// The app's metadata: an object of strings.
+    pub metadata: serde_json::Value,
+    /// `{thumbhash, blurhash, dominant_color}` once ready.
+    pub placeholder: Option<serde_json::Value>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -33,6 +37,8 @@ pub struct Variant {
     pub height: i32,
     pub bytes: i64,
     pub storage_key: String,
+    /// The SHA-256 of the file (hex), its ETag; `None` until the backfill hashed an old one.
+    pub sha256: Option<String>,
 }
 
 /// A media to record after its upload was accepted.
@@ -48,14 +54,16 @@ pub struct NewMedia<'a> {
     pub original_key: &'a str,
     pub job_id: Uuid,
     pub api_key_id: Uuid,
+    /// The app's metadata (an upload token's), an object of strings.
+    pub metadata: &'a serde_json::Value,
 }
 
 /// Records an accepted upload; call it in the transaction that also inserts its job.
 pub async fn insert(db: impl PgExecutor<'_>, media: &NewMedia<'_>) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "INSERT INTO media (id, tenant, content_type, bytes, sha256, width, height, original_key,
-                            job_id, api_key_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                            job_id, api_key_id, metadata)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         media.id,
         media.tenant,
         media.content_type,
@@ -66,6 +74,7 @@ pub async fn insert(db: impl PgExecutor<'_>, media: &NewMedia<'_>) -> Result<(),
         media.original_key,
         media.job_id,
         media.api_key_id,
+        media.metadata,
     )
     .execute(db)
     .await?;
@@ -77,7 +86,7 @@ pub async fn find(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Media>, sq
     sqlx::query_as!(
         Media,
         "SELECT id, tenant, status, content_type, bytes, sha256, width, height, original_key,
-                error, job_id, api_key_id, created_at, updated_at
+                error, job_id, api_key_id, metadata, placeholder, created_at, updated_at
          FROM media WHERE id = $1",
         id,
     )
@@ -92,7 +101,7 @@ pub async fn variants(
 ) -> Result<Vec<Variant>, sqlx::Error> {
     sqlx::query_as!(
         Variant,
-        "SELECT name, format, width, height, bytes, storage_key FROM media_variants
+        "SELECT name, format, width, height, bytes, storage_key, sha256 FROM media_variants
          WHERE media_id = $1 ORDER BY width DESC, name, format",
         media_id,
     )
@@ -109,7 +118,7 @@ pub async fn variant(
 ) -> Result<Option<Variant>, sqlx::Error> {
     sqlx::query_as!(
         Variant,
-        "SELECT name, format, width, height, bytes, storage_key FROM media_variants
+        "SELECT name, format, width, height, bytes, storage_key, sha256 FROM media_variants
          WHERE media_id = $1 AND name = $2 AND format = $3",
         media_id,
         name,
@@ -138,11 +147,12 @@ pub async fn upsert_variant(
     variant: &Variant,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "INSERT INTO media_variants (media_id, name, format, width, height, bytes, storage_key)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
+        "INSERT INTO media_variants (media_id, name, format, width, height, bytes, storage_key,
+                                     sha256)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          ON CONFLICT (media_id, name, format) DO UPDATE
          SET width = EXCLUDED.width, height = EXCLUDED.height, bytes = EXCLUDED.bytes,
-             storage_key = EXCLUDED.storage_key, created_at = now()",
+             storage_key = EXCLUDED.storage_key, sha256 = EXCLUDED.sha256, created_at = now()",
         media_id,
         variant.name,
         variant.format,
@@ -150,26 +160,30 @@ pub async fn upsert_variant(
         variant.height,
         variant.bytes,
         variant.storage_key,
+        variant.sha256,
     )
     .execute(db)
     .await?;
     Ok(())
 }
 
-/// Marks a media ready, with its upright dimensions (EXIF rotation may swap them).
+/// Marks a media ready, with its upright dimensions (EXIF rotation may swap them) and its
+/// placeholder.
 pub async fn mark_ready(
     db: impl PgExecutor<'_>,
     id: Uuid,
     width: i32,
     height: i32,
+    placeholder: &serde_json::Value,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "UPDATE media SET status = 'ready', width = $2, height = $3, error = NULL,
-                          updated_at = now()
+        "UPDATE media SET status = 'ready', width = $2, height = $3, placeholder = $4,
+                          error = NULL, updated_at = now()
          WHERE id = $1 AND status <> 'deleted'",
         id,
         width,
         height,
+        placeholder,
     )
     .execute(db)
     .await?;
@@ -230,7 +244,11 @@ pub async fn mark_deleted(
 #[derive(Debug, Clone)]
 pub struct Unpurged {
     pub id: Uuid,
+    pub tenant: String,
+    pub sha256: String,
     pub original_key: String,
+    /// The media whose files it shares (a duplicate upload), if any.
+    pub content_of: Option<Uuid>,
 }
 
 /// Deleted media whose files are not removed yet, oldest deletion first; with `only`, just that
@@ -242,7 +260,7 @@ pub async fn unpurged(
 ) -> Result<Vec<Unpurged>, sqlx::Error> {
     sqlx::query_as!(
         Unpurged,
-        "SELECT id, original_key FROM media
+        "SELECT id, tenant, sha256, original_key, content_of FROM media
          WHERE status = 'deleted' AND purged_at IS NULL AND ($1::uuid IS NULL OR id = $1)
          ORDER BY deleted_at
          LIMIT $2",
@@ -253,27 +271,430 @@ pub async fn unpurged(
     .await
 }
 
-/// Records that a deleted media's files are gone, and drops its variant rows.
-pub async fn mark_purged(db: &sqlx::PgPool, id: Uuid) -> Result<(), sqlx::Error> {
-    let mut tx = db.begin().await?;
+/// Records that a deleted media's files are gone (or are another's to keep), and drops its
+/// variant rows.
+pub async fn mark_purged(db: &mut sqlx::PgConnection, id: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query!("DELETE FROM media_variants WHERE media_id = $1", id)
-        .execute(&mut *tx)
+        .execute(&mut *db)
         .await?;
     sqlx::query!("UPDATE media SET purged_at = now() WHERE id = $1", id)
-        .execute(&mut *tx)
+        .execute(&mut *db)
         .await?;
-    tx.commit().await
+    Ok(())
 }
 
-/// Of `ids`, those whose files are still wanted: media that exist and are not purged.
+/// Of `ids` (the ids in file names), those whose files are still wanted: media that exist
+/// and are not purged, and owners whose files unpurged duplicates share.
 pub async fn with_live_files(
     db: impl PgExecutor<'_>,
     ids: &[Uuid],
 ) -> Result<Vec<Uuid>, sqlx::Error> {
     sqlx::query_scalar!(
-        "SELECT id FROM media WHERE id = ANY($1) AND purged_at IS NULL",
+        r#"SELECT id AS "id!" FROM media WHERE id = ANY($1) AND purged_at IS NULL
+           UNION
+           SELECT content_of AS "id!" FROM media
+           WHERE content_of = ANY($1) AND purged_at IS NULL"#,
         ids,
     )
     .fetch_all(db)
     .await
+}
+
+/// Serialises everything that decides who shares the files of `tenant`'s bytes `sha256`:
+/// an upload deduplicating against them, the owner's job finishing, a purge deciding whether
+/// the files can go. Held until the transaction ends.
+pub async fn lock_content(
+    db: &mut sqlx::PgConnection,
+    tenant: &str,
+    sha256: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "SELECT pg_advisory_xact_lock(hashtextextended('media-content:' || $1 || ':' || $2, 0))",
+        tenant,
+        sha256,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// The media of `tenant` with these bytes whose files a new upload can share: a live one that
+/// is not failed, with the owner of its files.
+pub async fn find_content(
+    db: &mut sqlx::PgConnection,
+    tenant: &str,
+    sha256: &str,
+) -> Result<Option<Media>, sqlx::Error> {
+    sqlx::query_as!(
+        Media,
+        "SELECT id, tenant, status, content_type, bytes, sha256, width, height, original_key,
+                error, job_id, api_key_id, metadata, placeholder, created_at, updated_at
+         FROM media
+         WHERE tenant = $1 AND sha256 = $2 AND status NOT IN ('deleted', 'failed')
+         ORDER BY id
+         LIMIT 1",
+        tenant,
+        sha256,
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// The media that owns `id`'s files: itself, or the one it shares them with.
+pub async fn content_owner(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT coalesce(content_of, id) AS "owner!" FROM media WHERE id = $1"#,
+        id
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// A duplicate upload: a media of its own that shares `source`'s files (and, if `source` is
+/// ready, its variants, dimensions and placeholder at once).
+pub async fn insert_duplicate(
+    db: &mut sqlx::PgConnection,
+    id: Uuid,
+    source: &Media,
+    owner: Uuid,
+    bytes: i64,
+    api_key_id: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "INSERT INTO media (id, tenant, status, content_type, bytes, sha256, width, height,
+                            original_key, job_id, api_key_id, placeholder, content_of)
+         VALUES ($1, $2, CASE WHEN $3 = 'ready' THEN 'ready' ELSE 'pending' END, $4, $5, $6,
+                 $7, $8, $9, NULL, $10, $11, $12)",
+        id,
+        source.tenant,
+        source.status,
+        source.content_type,
+        bytes,
+        source.sha256,
+        source.width,
+        source.height,
+        source.original_key,
+        api_key_id,
+        source.placeholder,
+        owner,
+    )
+    .execute(&mut *db)
+    .await?;
+    if source.status == "ready" {
+        copy_variants(db, source.id, &[id]).await?;
+    }
+    Ok(())
+}
+
+/// Gives each of `to` the variant rows of `from` (the same files).
+async fn copy_variants(
+    db: &mut sqlx::PgConnection,
+    from: Uuid,
+    to: &[Uuid],
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "INSERT INTO media_variants (media_id, name, format, width, height, bytes, storage_key,
+                                     sha256)
+         SELECT t.id, v.name, v.format, v.width, v.height, v.bytes, v.storage_key, v.sha256
+         FROM media_variants v CROSS JOIN unnest($2::uuid[]) AS t(id)
+         WHERE v.media_id = $1
+         ON CONFLICT (media_id, name, format) DO UPDATE
+         SET width = EXCLUDED.width, height = EXCLUDED.height, bytes = EXCLUDED.bytes,
+             storage_key = EXCLUDED.storage_key, sha256 = EXCLUDED.sha256",
+        from,
+        to,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Makes the live, unready duplicates of `owner` ready with its variants (the owner's job just
+/// made them); returns them. Call with [`lock_content`] held.
+pub async fn ready_duplicates(
+    db: &mut sqlx::PgConnection,
+    owner: Uuid,
+    width: i32,
+    height: i32,
+    placeholder: &serde_json::Value,
+) -> Result<Vec<Media>, sqlx::Error> {
+    let ready = sqlx::query_as!(
+        Media,
+        "UPDATE media SET status = 'ready', width = $2, height = $3, placeholder = $4,
+                          error = NULL, updated_at = now()
+         WHERE content_of = $1 AND status NOT IN ('ready', 'deleted')
+         RETURNING id, tenant, status, content_type, bytes, sha256, width, height, original_key,
+                   error, job_id, api_key_id, metadata, placeholder, created_at, updated_at",
+        owner,
+        width,
+        height,
+        placeholder,
+    )
+    .fetch_all(&mut *db)
+    .await?;
+    let ids: Vec<Uuid> = ready.iter().map(|m| m.id).collect();
+    if !ids.is_empty() {
+        copy_variants(db, owner, &ids).await?;
+    }
+    Ok(ready)
+}
+
+/// Fails the live, unready duplicates of `owner` with its reason; returns them.
+pub async fn fail_duplicates(
+    db: &mut sqlx::PgConnection,
+    owner: Uuid,
+    error: &str,
+) -> Result<Vec<Media>, sqlx::Error> {
+    sqlx::query_as!(
+        Media,
+        "UPDATE media SET status = 'failed', error = $2, updated_at = now()
+         WHERE content_of = $1 AND status NOT IN ('ready', 'deleted')
+         RETURNING id, tenant, status, content_type, bytes, sha256, width, height, original_key,
+                   error, job_id, api_key_id, metadata, placeholder, created_at, updated_at",
+        owner,
+        &*super::jobs::storable(error),
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Whether any live media uses `owner`'s files (the owner itself, or a duplicate).
+pub async fn content_in_use(db: impl PgExecutor<'_>, owner: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (
+               SELECT 1 FROM media
+               WHERE (id = $1 OR content_of = $1) AND status <> 'deleted'
+           ) AS "used!""#,
+        owner,
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// A variant whose file was never hashed (made before ETags existed).
+#[derive(Debug, Clone)]
+pub struct Unhashed {
+    pub media_id: Uuid,
+    pub name: String,
+    pub format: String,
+    pub storage_key: String,
+}
+
+/// Up to `limit` variants of live media without a SHA-256, in key order after `after` (the
+/// last one seen), so a pass over them ends even if a file cannot be read.
+pub async fn unhashed_after(
+    db: impl PgExecutor<'_>,
+    after: &Unhashed,
+    limit: i64,
+) -> Result<Vec<Unhashed>, sqlx::Error> {
+    sqlx::query_as!(
+        Unhashed,
+        "SELECT v.media_id, v.name, v.format, v.storage_key
+         FROM media_variants v JOIN media m ON m.id = v.media_id
+         WHERE v.sha256 IS NULL AND m.status <> 'deleted'
+           AND (v.media_id, v.name, v.format) > ($1, $2, $3)
+         ORDER BY v.media_id, v.name, v.format
+         LIMIT $4",
+        after.media_id,
+        after.name,
+        after.format,
+        limit,
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Records the SHA-256 of a variant's file.
+pub async fn set_variant_sha256(
+    db: impl PgExecutor<'_>,
+    variant: &Unhashed,
+    sha256: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE media_variants SET sha256 = $4 WHERE media_id = $1 AND name = $2 AND format = $3",
+        variant.media_id,
+        variant.name,
+        variant.format,
+        sha256,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// What `GET /v1/media` filters on.
+#[derive(Debug, Default)]
+pub struct MediaFilter<'a> {
+    pub status: Option<&'a str>,
+    pub created_after: Option<DateTime<Utc>>,
+    /// Only media older (smaller id) than this: the last one of the previous page.
+    pub before: Option<Uuid>,
+    /// An object every listed media's metadata contains.
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// A tenant's media (never deleted ones), newest first, at most `limit`.
+pub async fn list(
+    db: impl PgExecutor<'_>,
+    tenant: &str,
+    filter: &MediaFilter<'_>,
+    limit: i64,
+) -> Result<Vec<Media>, sqlx::Error> {
+    sqlx::query_as!(
+        Media,
+        "SELECT id, tenant, status, content_type, bytes, sha256, width, height, original_key,
+                error, job_id, api_key_id, metadata, placeholder, created_at, updated_at
+         FROM media
+         WHERE tenant = $1 AND status <> 'deleted'
+           AND ($2::text IS NULL OR status = $2)
+           AND ($3::timestamptz IS NULL OR created_at > $3)
+           AND ($4::uuid IS NULL OR id < $4)
+           AND ($5::jsonb IS NULL OR metadata @> $5)
+         ORDER BY id DESC
+         LIMIT $6",
+        tenant,
+        filter.status,
+        filter.created_after,
+        filter.before,
+        filter.metadata,
+        limit,
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// The variants of several media, largest first within each.
+pub async fn variants_of(
+    db: impl PgExecutor<'_>,
+    media_ids: &[Uuid],
+) -> Result<Vec<(Uuid, Variant)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        "SELECT media_id, name, format, width, height, bytes, storage_key, sha256
+         FROM media_variants
+         WHERE media_id = ANY($1) ORDER BY media_id, width DESC, name, format",
+        media_ids,
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let variant = Variant {
+                name: r.name,
+                format: r.format,
+                width: r.width,
+                height: r.height,
+                bytes: r.bytes,
+                storage_key: r.storage_key,
+                sha256: r.sha256,
+            };
+            (r.media_id, variant)
+        })
+        .collect())
+}
+
+/// Merges `patch` into the metadata of a live media of `tenant` (a `null` value removes its
+/// key) and returns the result, or `None` if there is no such media. Refuses (`Ok(Err)`) a
+/// result over `max_keys` keys.
+pub async fn merge_metadata(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    tenant: &str,
+    patch: &serde_json::Value,
+    max_keys: i32,
+) -> Result<Option<Result<serde_json::Value, usize>>, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"WITH merged AS (
+               SELECT id, (metadata || jsonb_strip_nulls($3))
+                          - ARRAY(SELECT key FROM jsonb_each($3) WHERE value = 'null'::jsonb)
+                          AS metadata
+               FROM media WHERE id = $1 AND tenant = $2 AND status <> 'deleted'
+               FOR UPDATE
+           ),
+           updated AS (
+               UPDATE media SET metadata = merged.metadata, updated_at = now()
+               FROM merged
+               WHERE media.id = merged.id
+                 AND (SELECT count(*) FROM jsonb_object_keys(merged.metadata)) <= $4
+               RETURNING media.metadata
+           )
+           SELECT merged.metadata AS "merged!",
+                  (SELECT count(*) FROM jsonb_object_keys(merged.metadata)) AS "keys!",
+                  EXISTS (SELECT 1 FROM updated) AS "updated!"
+           FROM merged"#,
+        id,
+        tenant,
+        patch,
+        i64::from(max_keys),
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|row| {
+        if row.updated {
+            Ok(row.merged)
+        } else {
+            Err(usize::try_from(row.keys).unwrap_or(usize::MAX))
+        }
+    }))
+}
+
+/// A ready media without a placeholder, with its smallest JPEG variant.
+#[derive(Debug, Clone)]
+pub struct WithoutPlaceholder {
+    pub id: Uuid,
+    pub storage_key: String,
+}
+
+/// Up to `limit` ready media without a placeholder whose id comes after `after`, each with
+/// the storage key of its narrowest JPEG variant.
+pub async fn without_placeholder_after(
+    db: impl PgExecutor<'_>,
+    after: Uuid,
+    limit: i64,
+) -> Result<Vec<WithoutPlaceholder>, sqlx::Error> {
+    sqlx::query_as!(
+        WithoutPlaceholder,
+        r#"SELECT m.id, v.storage_key AS "storage_key!"
+           FROM media m
+           CROSS JOIN LATERAL (
+               SELECT storage_key FROM media_variants
+               WHERE media_id = m.id AND format = 'jpeg'
+               ORDER BY width LIMIT 1
+           ) v
+           WHERE m.status = 'ready' AND m.placeholder IS NULL AND m.id > $1
+           ORDER BY m.id
+           LIMIT $2"#,
+        after,
+        limit,
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Records a placeholder computed after the fact (the backfill); keeps one already there.
+pub async fn set_placeholder(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    placeholder: &serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE media SET placeholder = $2 WHERE id = $1 AND placeholder IS NULL",
+        id,
+        placeholder,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Sets a media's metadata (at creation, from an upload token).
+pub async fn set_metadata(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    metadata: &serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!("UPDATE media SET metadata = $2 WHERE id = $1", id, metadata)
+        .execute(db)
+        .await?;
+    Ok(())
 }

@@ -18,6 +18,8 @@ pub mod sessions;
 pub mod stats;
 pub mod task_schedules;
 pub mod tasks;
+pub mod tenant_settings;
+pub mod tus;
 pub mod usage;
 pub mod webhooks;
 pub mod workers;

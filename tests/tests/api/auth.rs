@@ -45,8 +45,11 @@ async fn another_tenants_media_and_jobs_are_not_found() {
     let id = answer.body["id"].as_str().expect("id").to_owned();
     let job_id = answer.body["job_id"].as_str().expect("job").to_owned();
     let media = app.wait_for_media(&id).await;
+    // The path without its signature: a key of another tenant does not open it. (The signed
+    // URL itself opens it for anyone who holds it: that is what it is for.)
     let variant_url = media["variants"][0]["url"]
         .as_str()
+        .and_then(|url| url.split('?').next())
         .expect("url")
         .to_owned();
 

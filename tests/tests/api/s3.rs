@@ -88,6 +88,52 @@ async fn the_pipeline_runs_on_s3_compatible_storage() {
         original.bytes().await.expect("body").as_ref(),
         photo.as_slice()
     );
+
+    // A partial download straight from the bucket.
+    let part = app
+        .client
+        .get(format!("{}{url}", app.address))
+        .header(reqwest::header::RANGE, "bytes=2-9")
+        .send()
+        .await
+        .expect("range");
+    assert_eq!(part.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(part.bytes().await.expect("body").len(), 8);
+
+    // A resumable upload of more than one 5 MiB part, sent in two PATCHes.
+    let big = images::noise(1500, 1300, image::ImageFormat::Png);
+    assert!(big.len() > 5 * 1024 * 1024, "{}", big.len());
+    let created = crate::tus::create(&app, &app.key, big.len()).await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let location = created.headers()["location"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let half = big.len() / 2;
+    let first = crate::tus::patch(&app, &app.key, &location, 0, big[..half].to_vec().into())
+        .await
+        .expect("first half");
+    assert_eq!(crate::tus::offset_of(&first), half);
+    let last = crate::tus::patch(&app, &app.key, &location, half, big[half..].to_vec().into())
+        .await
+        .expect("second half");
+    assert_eq!(last.status(), StatusCode::NO_CONTENT);
+    let id = last.headers()["kiln-media-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert_eq!(app.wait_for_media(&id).await["status"], "ready");
+    let original = reqwest::get(format!(
+        "{}/{bucket}/tenant-files/originals/{id}",
+        moto.endpoint
+    ))
+    .await
+    .expect("get original");
+    assert_eq!(
+        original.bytes().await.expect("body").as_ref(),
+        big.as_slice()
+    );
+
     assert!(
         app.stored_files().is_empty(),
         "nothing went to the local directory"

@@ -52,10 +52,9 @@ async fn sigterm_during_a_batch_finishes_what_is_in_flight_and_leaves_the_rest_q
             .env("KILN_TEST_FAULT", "slow"),
     )
     .await;
-    let photo = images::sideways_jpeg(64, 32);
     let mut jobs = Vec::new();
     for _ in 0..8 {
-        let answer = app.upload(photo.clone()).await;
+        let answer = app.upload(images::sideways_jpeg(64, 32)).await;
         jobs.push(answer.body["job_id"].as_str().expect("job").to_owned());
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);

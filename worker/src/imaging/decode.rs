@@ -32,14 +32,14 @@ pub fn decode(data: &[u8], format: ImageFormat, max_pixels: u64) -> Result<Pixel
 }
 
 /// Like [`decode`], but a JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) whose upright
-/// width still covers `target_width`: libjpeg-turbo then skips most of the inverse DCT and the
+/// width still covers `target_width` (of the upright full-size width and height): libjpeg-turbo then skips most of the inverse DCT and the
 /// resize starts from far fewer pixels. Other formats, and JPEGs libjpeg-turbo cannot turn into
 /// RGB (CMYK), are decoded whole.
 pub fn decode_scaled(
     data: &[u8],
     format: ImageFormat,
     max_pixels: u64,
-    target_width: Option<u32>,
+    target_width: Option<&dyn Fn(u32, u32) -> u32>,
 ) -> Result<Decoded, DecodeError> {
     let fail = |e: image::ImageError| DecodeError(format!("cannot decode image: {e}"));
     if format == ImageFormat::Jpeg {
@@ -87,7 +87,7 @@ pub fn decode_scaled(
     );
     let (width, height) = if swaps_axes { (h, w) } else { (w, h) };
     let scaled = match (format, target_width) {
-        (ImageFormat::Jpeg, Some(target)) => jpeg_scaled(data, width, target)?,
+        (ImageFormat::Jpeg, Some(target)) => jpeg_scaled(data, width, target(width, height))?,
         _ => None,
     };
     let mut image = match scaled {
@@ -266,7 +266,8 @@ mod tests {
         image::RgbImage::from_pixel(1000, 600, image::Rgb([10, 200, 10]))
             .write_to(&mut Cursor::new(&mut big), image::ImageFormat::Jpeg)
             .expect("encode");
-        let decoded = decode_scaled(&big, ImageFormat::Jpeg, 10_000_000, Some(240)).expect("ok");
+        let decoded =
+            decode_scaled(&big, ImageFormat::Jpeg, 10_000_000, Some(&|_, _| 240)).expect("ok");
         // 1000 / 4 = 250 covers 240; 1000 / 8 = 125 would not.
         assert_eq!(
             (decoded.pixels.width(), decoded.pixels.height()),
@@ -277,7 +278,8 @@ mod tests {
             (1000, 600),
             "original size kept"
         );
-        let whole = decode_scaled(&big, ImageFormat::Jpeg, 10_000_000, Some(2000)).expect("ok");
+        let whole =
+            decode_scaled(&big, ImageFormat::Jpeg, 10_000_000, Some(&|_, _| 2000)).expect("ok");
         assert_eq!(whole.pixels.width(), 1000, "never below the target");
         let centre = &whole.pixels.bytes()[(300 * 1000 + 500) * 3..][..3];
         assert!(centre[1] > 180 && centre[0] < 40, "{centre:?}");

@@ -41,28 +41,22 @@ impl Pixels {
         self.image.buffer()
     }
 
+    /// A copy, to keep as a source for smaller variants while this one is encoded.
+    pub fn clone_pixels(&self) -> Self {
+        let image = Image::from_vec_u8(
+            self.width(),
+            self.height(),
+            self.bytes().to_vec(),
+            self.image.pixel_type(),
+        )
+        .expect("the buffer matches its dimensions");
+        Self { image }
+    }
+
     /// The raw interleaved bytes, for in-place conversions.
     pub fn bytes_mut(&mut self) -> &mut [u8] {
         self.image.buffer_mut()
     }
-}
-
-/// The size of a variant `target` pixels wide, keeping the aspect ratio and never upscaling.
-pub fn fit_width(width: u32, height: u32, target: u32) -> (u32, u32) {
-    if target >= width {
-        return (width, height);
-    }
-    let h = (u64::from(height) * u64::from(target) + u64::from(width) / 2) / u64::from(width);
-    (target, (h as u32).max(1))
-}
-
-/// Shrinks `width`×`height` (keeping the aspect ratio) so the height is at most `max`.
-pub fn fit_height(width: u32, height: u32, max: u32) -> (u32, u32) {
-    if height <= max {
-        return (width, height);
-    }
-    let w = (u64::from(width) * u64::from(max) + u64::from(height) / 2) / u64::from(height);
-    ((w as u32).max(1), max)
 }
 
 /// Resizes `source` to `width`×`height` (Lanczos3; alpha is premultiplied while filtering).
@@ -78,20 +72,22 @@ pub fn resize(source: &Pixels, width: u32, height: u32) -> Pixels {
     Pixels { image: target }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::fit_width;
-
-    #[test]
-    fn fitting_keeps_the_aspect_ratio_and_never_upscales() {
-        assert_eq!(fit_width(4000, 3000, 1000), (1000, 750));
-        assert_eq!(fit_width(300, 200, 1000), (300, 200));
-        assert_eq!(fit_width(10_000, 1, 100), (100, 1));
-    }
-
-    #[test]
-    fn tall_images_are_fitted_to_the_height_limit() {
-        assert_eq!(super::fit_height(1080, 20_000, 16_383), (885, 16_383));
-        assert_eq!(super::fit_height(100, 200, 16_383), (100, 200));
-    }
+/// Resizes the region `crop` (left, top, width, height in `source`'s pixels) of `source` to
+/// `width`×`height`.
+pub fn resize_region(
+    source: &Pixels,
+    crop: (f64, f64, f64, f64),
+    width: u32,
+    height: u32,
+) -> Pixels {
+    let mut target = Image::new(width, height, source.image.pixel_type());
+    let (left, top, w, h) = crop;
+    Resizer::new()
+        .resize(
+            &source.image,
+            &mut target,
+            &ResizeOptions::new().crop(left, top, w, h),
+        )
+        .expect("source and target share a supported pixel type");
+    Pixels { image: target }
 }

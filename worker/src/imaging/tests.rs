@@ -18,6 +18,8 @@ fn specs() -> Vec<VariantSpec> {
         .map(|(name, width)| VariantSpec {
             name: name.into(),
             width,
+            height: None,
+            fit: kiln_core::config::Fit::Width,
         })
         .collect()
 }

@@ -5,7 +5,7 @@
 //! - Without (the hourly schedule): every deleted media not purged yet; originals and variants
 //!   whose media no longer exists (an upload recorded in storage but never in Postgres, or
 //!   variants written by a job that raced a delete); and staging files of streamed uploads that
-//!   a crash interrupted.
+//!   a crash interrupted; and resumable uploads past their expiry, with their chunks.
 //!
 //! Files younger than `KILN_CLEANUP_GRACE_SECS` are never touched by the sweep: an upload writes
 //! its original a moment before it commits the row that makes it live.
@@ -34,6 +34,7 @@ struct Removed {
     purged_media: u64,
     orphan_files: u64,
     staging_files: u64,
+    expired_uploads: u64,
 }
 
 /// Runs one cleanup and records the job's success.
@@ -61,11 +62,13 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
             .remove_stale_staging_files(ctx.config.cleanup_grace)
             .await
             .retry()?;
+        removed.expired_uploads = remove_expired_uploads(ctx).await?;
     }
     for (what, count) in [
         ("media", removed.purged_media),
         ("orphan_file", removed.orphan_files),
         ("staging_file", removed.staging_files),
+        ("expired_upload", removed.expired_uploads),
     ] {
         metrics::counter!("kiln_cleanup_removed_total", "what" => what).increment(count);
     }
@@ -73,6 +76,7 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
         purged_media = removed.purged_media,
         orphan_files = removed.orphan_files,
         staging_files = removed.staging_files,
+        expired_uploads = removed.expired_uploads,
         "cleanup done"
     );
     ctx.writes
@@ -91,24 +95,64 @@ async fn purge_deleted(ctx: &Context, only: Option<Uuid>) -> Result<u64, JobErro
             .await
             .retry()?;
         for media in &batch {
-            ctx.storage.delete(&media.original_key).await.retry()?;
-            let variants: Vec<String> = ctx
-                .storage
-                .list(&format!("variants/{}/", media.id))
-                .map_ok(|object| object.key)
-                .try_collect()
-                .await
-                .retry()?;
-            for key in &variants {
-                ctx.storage.delete(key).await.retry()?;
-            }
-            db::media::mark_purged(&ctx.db, media.id).await.retry()?;
+            purge_one(ctx, media).await.retry()?;
             purged += 1;
         }
         if batch.len() < BATCH {
             return Ok(purged);
         }
     }
+}
+
+/// Removes a deleted media's files, unless another live media shares them (a duplicate
+/// upload of the same bytes, or the owner of files this one shared), then marks it purged.
+/// The decision and the removal hold the content lock, so no upload can start sharing the
+/// files in between.
+async fn purge_one(ctx: &Context, media: &db::media::Unpurged) -> anyhow::Result<()> {
+    let owner = media.content_of.unwrap_or(media.id);
+    let mut tx = ctx.db.begin().await?;
+    db::media::lock_content(&mut tx, &media.tenant, &media.sha256).await?;
+    if db::media::content_in_use(&mut *tx, owner).await? {
+        tracing::info!(media.id = %media.id, owner = %owner, "files kept: another media shares them");
+    } else {
+        ctx.storage.delete(&media.original_key).await?;
+        let variants: Vec<String> = ctx
+            .storage
+            .list(&format!("variants/{owner}/"))
+            .map_ok(|object| object.key)
+            .try_collect()
+            .await?;
+        for key in &variants {
+            ctx.storage.delete(key).await?;
+        }
+    }
+    db::media::mark_purged(&mut tx, media.id).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Removes resumable uploads past their expiry (their chunks, then their rows) and the upload
+/// tokens whose uploads can no longer be resumed either.
+async fn remove_expired_uploads(ctx: &Context) -> Result<u64, JobError> {
+    let mut removed = 0;
+    loop {
+        let batch = db::tus::expired(&ctx.db, BATCH as i64).await.retry()?;
+        for upload in &batch {
+            for chunk in &upload.chunks {
+                ctx.storage.delete(chunk).await.retry()?;
+            }
+            db::tus::delete(&ctx.db, upload.id).await.retry()?;
+            removed += 1;
+        }
+        if batch.len() < BATCH {
+            break;
+        }
+    }
+    let grace = ctx.config.browser_uploads.tus_expire;
+    db::tus::delete_expired_tokens(&ctx.db, grace)
+        .await
+        .retry()?;
+    Ok(removed)
 }
 
 /// Removes objects under `prefix` (`originals/<id>` or `variants/<id>/…`) older than the grace

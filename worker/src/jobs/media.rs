@@ -43,8 +43,9 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
         .await
         .retry()?
         .ok_or_else(|| JobError::Abort(format!("media {media_id} no longer exists")))?;
-    if media.status == "deleted" {
-        // Deleted before its turn came: nothing to render, and its files are being removed.
+    if media.status == "deleted" && !db::media::content_in_use(&ctx.db, media_id).await.retry()? {
+        // Deleted before its turn came, and no duplicate upload waits for its files: nothing
+        // to render, and its files are being removed.
         tracing::info!(media.id = %media_id, "media was deleted; nothing to do");
         db::jobs::mark_succeeded(&ctx.db, job.id, job.attempts)
             .await
@@ -121,6 +122,7 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
     for file in rendition.files {
         let key = variant_key(media_id, &file.name, file.format);
         let bytes = file.bytes.len() as i64;
+        let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&file.bytes));
         ctx.storage.put(&key, file.bytes.into()).await.retry()?;
         rows.push(db::media::Variant {
             name: file.name,
@@ -129,6 +131,7 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
             height: file.height as i32,
             bytes,
             storage_key: key,
+            sha256: Some(sha256),
         });
     }
 
@@ -146,48 +149,56 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
             .await
             .retry()?;
     }
-    db::media::mark_ready(
-        &mut *tx,
-        media_id,
-        rendition.width as i32,
-        rendition.height as i32,
-    )
-    .await
-    .retry()?;
-    let ready = db::media::Media {
-        status: "ready".into(),
-        width: rendition.width as i32,
-        height: rendition.height as i32,
-        error: None,
-        updated_at: chrono::Utc::now(),
-        ..media
-    };
-    let notification = notify::media_outcome(
-        ctx,
-        &mut tx,
-        &ready,
-        &rows,
-        job.id,
-        job.traceparent.as_deref(),
-        MediaOutcome::Ready,
-    )
-    .await
-    .retry()?;
-    let events =
-        crate::events::media_outcome(ctx, &mut tx, &ready, &rows, job.traceparent.as_deref())
+    let placeholder = serde_json::to_value(&rendition.placeholder).abort()?;
+    let (width, height) = (rendition.width as i32, rendition.height as i32);
+    // Held to the commit: a duplicate upload of these bytes either sees this media ready, or
+    // is among the duplicates made ready here.
+    db::media::lock_content(&mut tx, &media.tenant, &media.sha256)
+        .await
+        .retry()?;
+    db::media::mark_ready(&mut *tx, media_id, width, height, &placeholder)
+        .await
+        .retry()?;
+    let duplicates = db::media::ready_duplicates(&mut tx, media_id, width, height, &placeholder)
+        .await
+        .retry()?;
+    let mut finished = duplicates;
+    if media.status != "deleted" {
+        finished.push(db::media::Media {
+            status: "ready".into(),
+            placeholder: Some(placeholder),
+            width,
+            height,
+            error: None,
+            updated_at: chrono::Utc::now(),
+            ..media.clone()
+        });
+    }
+    let mut publish = Vec::new();
+    for ready in &finished {
+        let trace = job.traceparent.as_deref();
+        let outcome = MediaOutcome::Ready;
+        let notification =
+            notify::media_outcome(ctx, &mut tx, ready, &rows, job.id, trace, outcome)
+                .await
+                .retry()?;
+        publish.extend(notification);
+        let events = crate::events::media_outcome(ctx, &mut tx, ready, &rows, trace)
             .await
             .retry()?;
+        publish.extend(events);
+    }
     tx.commit().await.retry()?;
-    ctx.cache
-        .invalidate(&ctx.cache.key("media", media_id))
-        .await;
-    for enqueued in notification.iter().chain(&events) {
+    for ready in std::iter::once(media_id).chain(finished.iter().map(|m| m.id)) {
+        ctx.cache.invalidate(&ctx.cache.key("media", ready)).await;
+    }
+    for enqueued in &publish {
         kiln_core::queue::publish_committed(&ctx.writes, &ctx.publisher, enqueued).await;
     }
     let variant_bytes = rows.iter().map(|row| row.bytes).sum();
     ctx.usage
         .add(
-            &ready.tenant,
+            &media.tenant,
             db::usage::Added {
                 variant_bytes,
                 ..Default::default()
@@ -209,27 +220,32 @@ pub async fn on_dead(
     let Ok(payload) = serde_json::from_value::<MediaPayload>(job.payload.clone()) else {
         return Ok(AfterCommit::default());
     };
+    let Some(media) = db::media::find(&mut *conn, payload.media_id).await? else {
+        return Ok(AfterCommit::default());
+    };
+    // Duplicate uploads waiting for these files fail with it, under the lock that keeps a
+    // new duplicate from slipping in unnoticed.
+    db::media::lock_content(&mut *conn, &media.tenant, &media.sha256).await?;
     db::media::mark_failed(&mut *conn, payload.media_id, error).await?;
-    let mut publish = Vec::new();
+    let mut failed = db::media::fail_duplicates(&mut *conn, payload.media_id, error).await?;
     if let Some(media) = db::media::find(&mut *conn, payload.media_id).await?
         && media.status == "failed"
     {
-        let notification = notify::media_outcome(
-            ctx,
-            conn,
-            &media,
-            &[],
-            job.id,
-            job.traceparent.as_deref(),
-            MediaOutcome::Failed,
-        )
-        .await?;
-        publish.extend(notification);
+        failed.push(media);
+    }
+    let mut publish = Vec::new();
+    let mut stale_cache_keys = vec![ctx.cache.key("media", payload.media_id)];
+    for media in &failed {
         let trace = job.traceparent.as_deref();
-        publish.extend(crate::events::media_outcome(ctx, conn, &media, &[], trace).await?);
+        let outcome = MediaOutcome::Failed;
+        let notification =
+            notify::media_outcome(ctx, conn, media, &[], job.id, trace, outcome).await?;
+        publish.extend(notification);
+        publish.extend(crate::events::media_outcome(ctx, conn, media, &[], trace).await?);
+        stale_cache_keys.push(ctx.cache.key("media", media.id));
     }
     Ok(AfterCommit {
-        stale_cache_key: Some(ctx.cache.key("media", payload.media_id)),
+        stale_cache_keys,
         publish,
     })
 }
@@ -237,7 +253,8 @@ pub async fn on_dead(
 /// What a burial leaves to do once its transaction committed.
 #[derive(Debug, Default)]
 pub struct AfterCommit {
-    pub stale_cache_key: Option<String>,
+    /// Cache entries of media whose state the burial changed.
+    pub stale_cache_keys: Vec<String>,
     /// Jobs it enqueued (a notification, webhook deliveries), to publish.
     pub publish: Vec<Job>,
 }

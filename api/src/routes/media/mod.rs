@@ -2,7 +2,15 @@
 
 pub mod delete;
 pub mod get;
-mod pace;
+pub mod list;
+pub(crate) mod metadata;
+mod negotiate;
+pub(crate) mod pace;
+pub mod patch;
+mod ranges;
+pub mod record;
+pub mod settings;
+mod sign;
 pub mod upload;
 pub mod variant;
 pub mod view;

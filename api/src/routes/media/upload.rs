@@ -8,25 +8,17 @@
 use std::time::Duration;
 
 use axum::{
-    Json,
     extract::{Request, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
-    response::{IntoResponse, Response},
+    http::{HeaderMap, StatusCode, header},
+    response::Response,
 };
 use bytes::Bytes;
 use futures::StreamExt;
-use kiln_core::{
-    db,
-    image_probe::{self, ImageFormat},
-    jobs::{JobKind, MediaPayload},
-    storage::StorageWriter,
-};
-use serde::Serialize;
-use serde_json::json;
+use kiln_core::{db, image_probe, storage::StorageWriter};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::{pace::Pace, view::MediaView};
+use super::{pace::Pace, record};
 use crate::{
     auth::{Caller, scope},
     error::ApiError,
@@ -36,8 +28,6 @@ use crate::{
 /// How much of the upload's start is kept in memory to read the image header. JPEG headers can
 /// sit after large EXIF blocks; past this, the header is read back from storage.
 const HEAD_KEEP: usize = 256 * 1024;
-/// How far into the stored file a header may be looked for.
-const HEADER_SEARCH: u64 = 16 * 1024 * 1024;
 /// The upload's bytes, from a raw body or the `file` field of a multipart form, read at a
 /// minimum pace.
 struct Source {
@@ -153,21 +143,15 @@ const DRAIN_BYTES: u64 = 64 * 1024 * 1024;
 /// How long a rejected body is drained before answering.
 const DRAIN_TIME: Duration = Duration::from_secs(10);
 
-/// What was received.
-struct Received {
-    format: ImageFormat,
-    bytes: u64,
-    sha256: String,
-    head: Vec<u8>,
-}
-
 /// Accepts an image upload and enqueues its processing.
 #[utoipa::path(post, path = "/v1/media", tag = "media", security(("bearer" = [])),
     request_body(content = Vec<u8>, content_type = "application/octet-stream",
         description = "The image's bytes (JPEG, PNG, WebP or GIF, judged by content, whatever the \
                        Content-Type), raw or as the `file` field of a multipart/form-data form"),
     responses(
-        (status = 202, description = "Accepted: the media is pending and its job queued", body = Accepted,
+        (status = 200, description = "A duplicate of a ready media of this tenant: ready at once, sharing its files (`duplicate_of`)", body = super::record::Accepted,
+            headers(("Location" = String, description = "/v1/media/{id}"))),
+        (status = 202, description = "Accepted: the media is pending and its job queued (or, with `duplicate_of`, waiting for the job of the media whose bytes it repeats)", body = super::record::Accepted,
             headers(("Location" = String, description = "/v1/media/{id}"))),
         (status = 400, description = "`empty_body`, `invalid_multipart`, `missing_file`, `upload_interrupted`", body = crate::openapi::ErrorBody),
         (status = 403, description = "`forbidden`: the key lacks the media scope", body = crate::openapi::ErrorBody),
@@ -209,93 +193,24 @@ pub async fn upload(
             return Err(error);
         }
     };
-    let (width, height) = match check_dimensions(&state, &received, &original_key).await {
-        Ok(dimensions) => dimensions,
-        Err(error) => {
-            state.storage.delete(&original_key).await.ok();
-            return Err(error);
-        }
+    let stored = record::Stored {
+        media_id,
+        original_key,
+        received,
+        metadata: serde_json::Value::Object(Default::default()),
     };
-
-    let job_id = Uuid::now_v7();
-    let media = NewMediaValues {
-        bytes: i64::try_from(received.bytes).unwrap_or(i64::MAX),
-        width: i32::try_from(width).unwrap_or(i32::MAX),
-        height: i32::try_from(height).unwrap_or(i32::MAX),
+    let uploader = record::Uploader {
+        tenant: caller.tenant.clone(),
+        key_id: caller.key_id,
     };
-    let recorded = async {
-        let mut tx = state.db.begin().await?;
-        take_upload_quota(&state, &mut tx, &caller.tenant, media.bytes).await?;
-        let job = db::jobs::insert(
-            &mut *tx,
-            &db::jobs::NewJob {
-                id: job_id,
-                tenant: Some(&caller.tenant),
-                kind: JobKind::Media,
-                payload: json!(MediaPayload { media_id }),
-                max_attempts: state.config.max_attempts(JobKind::Media),
-                traceparent: trace.clone(),
-            },
-        )
-        .await?;
-        db::media::insert(
-            &mut *tx,
-            &db::media::NewMedia {
-                id: media_id,
-                tenant: &caller.tenant,
-                content_type: received.format.content_type(),
-                bytes: media.bytes,
-                sha256: &received.sha256,
-                width: media.width,
-                height: media.height,
-                original_key: &original_key,
-                job_id,
-                api_key_id: caller.key_id,
-            },
-        )
-        .await?;
-        tx.commit().await?;
-        Ok::<_, ApiError>(job)
-    }
-    .await;
-    let job = match recorded {
-        Ok(job) => job,
-        Err(error) => {
-            state.storage.delete(&original_key).await.ok();
-            return Err(error);
-        }
-    };
-
-    // The job is committed: from here on nothing the client sent can be lost. If the broker is
-    // down the row stays unpublished and the outbox relay sends it later.
-    kiln_core::queue::publish_committed(&state.writes, &state.publisher, &job).await;
-    metrics::counter!("kiln_jobs_enqueued_total", "kind" => JobKind::Media.as_str()).increment(1);
-    tracing::info!(media.id = %media_id, job.id = %job_id, bytes = received.bytes, "upload accepted");
-
-    // Answered from what is in hand, not re-read: a failed read now would tell the client its
-    // committed upload failed, and its retry would store a duplicate.
-    let view = MediaView {
-        id: media_id,
-        status: "pending".to_owned(),
-        content_type: received.format.content_type().to_owned(),
-        bytes: media.bytes,
-        sha256: received.sha256,
-        width: media.width,
-        height: media.height,
-        error: None,
-        variants: Vec::new(),
-        // Both rows default to now(), the transaction's start, so the job's is the media's.
-        created_at: job.created_at,
-        updated_at: job.created_at,
-    };
-    Ok(accepted(view, job_id))
+    record::record(&state, &uploader, stored, trace, None).await
 }
 
 /// Refuses an upload before its bytes are read when the tenant's daily quota cannot take it:
 /// the count is used up already, or the declared length is more than is left (413 when it is
 /// more than a whole day's quota, which no wait would cure). The count itself is taken on
 /// commit (see [`take_upload_quota`]).
-async fn refuse_if_over_quota(
+pub(crate) async fn refuse_if_over_quota(
     state: &AppState,
     tenant: &str,
     declared: Option<u64>,
@@ -307,7 +222,7 @@ async fn refuse_if_over_quota(
     let max_bytes = limits.upload_bytes_per_day;
     let declared = declared.map(|len| len.saturating_sub(MULTIPART_SLACK));
     if max_bytes > 0 && declared.is_some_and(|len| len > max_bytes) {
-        return Err(over_daily_bytes(max_bytes));
+        return Err(record::over_daily_bytes(max_bytes));
     }
     let Some(today) = db::usage::today(&state.db, tenant).await? else {
         return Ok(());
@@ -324,73 +239,6 @@ async fn refuse_if_over_quota(
         return Err(crate::limits::quota_exceeded("upload_bytes", max_bytes));
     }
     Ok(())
-}
-
-/// 413: one upload larger than a whole day's byte quota.
-fn over_daily_bytes(max_bytes: u64) -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
-        format!("the upload is larger than this tenant's daily upload_bytes quota ({max_bytes})"),
-    )
-}
-
-/// Counts the upload against the tenant's daily quotas, in the transaction that records it.
-async fn take_upload_quota(
-    state: &AppState,
-    tx: &mut sqlx::PgConnection,
-    tenant: &str,
-    bytes: i64,
-) -> Result<(), ApiError> {
-    let limits = &state.config.limits;
-    let taken = db::usage::take_upload(
-        tx,
-        tenant,
-        bytes,
-        limits.uploads_per_day,
-        limits.upload_bytes_per_day,
-    )
-    .await?;
-    if limits.upload_bytes_per_day > 0
-        && u64::try_from(bytes).unwrap_or(0) > limits.upload_bytes_per_day
-    {
-        return Err(over_daily_bytes(limits.upload_bytes_per_day));
-    }
-    taken.map_err(|quota| match quota {
-        db::usage::UploadQuota::Uploads => {
-            crate::limits::quota_exceeded("uploads", limits.uploads_per_day)
-        }
-        db::usage::UploadQuota::Bytes => {
-            crate::limits::quota_exceeded("upload_bytes", limits.upload_bytes_per_day)
-        }
-    })
-}
-
-/// The converted sizes recorded for the media and echoed in the answer.
-struct NewMediaValues {
-    bytes: i64,
-    width: i32,
-    height: i32,
-}
-
-/// The 202 body: the media as `GET /v1/media/{id}` shows it, plus the job processing it.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct Accepted {
-    #[serde(flatten)]
-    pub media: MediaView,
-    pub job_id: Uuid,
-}
-
-/// The 202 answer with its `Location`. Infallible: it is built after the commit.
-fn accepted(media: MediaView, job_id: Uuid) -> Response {
-    let location = format!("/v1/media/{}", media.id);
-    let mut response = (StatusCode::ACCEPTED, Json(Accepted { media, job_id })).into_response();
-    // A formatted UUID is always a valid header value; should that ever change, the answer
-    // goes without a Location rather than turning an accepted upload into an error.
-    if let Ok(location) = HeaderValue::try_from(location) {
-        response.headers_mut().insert(header::LOCATION, location);
-    }
-    response
 }
 
 /// Room for multipart boundaries and part headers when comparing Content-Length to the limit.
@@ -419,7 +267,7 @@ async fn receive(
     source: &mut Source,
     key: &str,
     limit: u64,
-) -> Result<Received, ApiError> {
+) -> Result<record::Received, ApiError> {
     // Read until the magic bytes are in hand: a non-image is refused before storage is touched.
     let mut head = Vec::new();
     while head.len() < image_probe::SNIFF_LEN {
@@ -446,7 +294,7 @@ async fn receive(
     match stream_rest(&mut writer, source, head, limit).await {
         Ok((bytes, sha256, head)) => {
             writer.finish().await?;
-            Ok(Received {
+            Ok(record::Received {
                 format,
                 bytes,
                 sha256,
@@ -486,40 +334,4 @@ async fn stream_rest(
         writer.write(&chunk).await?;
     }
     Ok((total, hex::encode(hasher.finalize()), head))
-}
-
-/// Reads the dimensions from the header and refuses images with too many pixels, before any
-/// decode: a 50 KB decompression bomb that claims 100k×100k pixels stops here.
-async fn check_dimensions(
-    state: &AppState,
-    received: &Received,
-    key: &str,
-) -> Result<(u32, u32), ApiError> {
-    let mut dimensions = image_probe::dimensions(received.format, &received.head);
-    if dimensions.is_none() && received.bytes > received.head.len() as u64 {
-        let more = state.storage.get_range(key, 0..HEADER_SEARCH).await?;
-        dimensions = image_probe::dimensions(received.format, &more);
-    }
-    let (width, height) = dimensions.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_image",
-            format!(
-                "the {} header could not be read",
-                received.format.content_type()
-            ),
-        )
-    })?;
-    let pixels = u64::from(width) * u64::from(height);
-    if width == 0 || height == 0 || pixels > state.config.max_pixels {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "too_many_pixels",
-            format!(
-                "{width}x{height} is {pixels} pixels; the limit is {}",
-                state.config.max_pixels
-            ),
-        ));
-    }
-    Ok((width, height))
 }

@@ -11,14 +11,26 @@ use crate::{error::ApiError, state::AppState};
 /// What the cache holds for a media: the view plus what authorization and downloads need.
 ///
 /// The view is kept as the JSON the API answers with, so a cached read copies it out instead
-/// of decoding and re-encoding it (the hot path of `GET /v1/media/{id}`).
+/// of decoding and re-encoding it (the hot path of `GET /v1/media/{id}`). Its variant URLs are
+/// unsigned paths: each answer signs them as it goes out.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CachedMedia {
     pub tenant: String,
     pub deleted: bool,
     pub view: Box<RawValue>,
-    /// Storage keys by (name, format), so downloads need no database read.
-    pub files: Vec<(String, String, String)>,
+    /// The stored files, so downloads need no database read.
+    pub files: Vec<StoredFile>,
+}
+
+/// One variant file as a download needs it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredFile {
+    pub name: String,
+    pub format: String,
+    pub key: String,
+    pub bytes: u64,
+    /// Its strong ETag (hex SHA-256); `None` for an old file the backfill has not reached.
+    pub sha256: Option<String>,
 }
 
 impl CachedMedia {
@@ -26,7 +38,13 @@ impl CachedMedia {
         let view = MediaView::build(&media, &variants);
         let files = variants
             .into_iter()
-            .map(|v| (v.name, v.format, v.storage_key))
+            .map(|v| StoredFile {
+                name: v.name,
+                format: v.format,
+                key: v.storage_key,
+                bytes: u64::try_from(v.bytes).unwrap_or(0),
+                sha256: v.sha256,
+            })
             .collect();
         Self {
             tenant: media.tenant,
@@ -39,6 +57,15 @@ impl CachedMedia {
 
 /// Reads a media through the cache, enforcing the tenant (another tenant's media is a 404).
 pub async fn load(state: &AppState, id: Uuid, tenant: &str) -> Result<CachedMedia, ApiError> {
+    match load_any(state, id).await? {
+        Some(media) if media.tenant == tenant => Ok(media),
+        _ => Err(ApiError::not_found("media")),
+    }
+}
+
+/// Reads a media of any tenant through the cache (for a signed URL, whose signature is the
+/// authorization); a deleted media is `None`, even while its files still exist.
+pub async fn load_any(state: &AppState, id: Uuid) -> Result<Option<CachedMedia>, ApiError> {
     let key = state.cache.key("media", id);
     let cached = state
         .cache
@@ -50,9 +77,5 @@ pub async fn load(state: &AppState, id: Uuid, tenant: &str) -> Result<CachedMedi
             Ok(Some(CachedMedia::build(media, variants)))
         })
         .await?;
-    match cached {
-        // A deleted media is gone for its owner too, even while its files still exist.
-        Some(media) if media.tenant == tenant && !media.deleted => Ok(media),
-        _ => Err(ApiError::not_found("media")),
-    }
+    Ok(cached.filter(|media| !media.deleted))
 }

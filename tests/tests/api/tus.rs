@@ -1,0 +1,366 @@
+//! Uploads straight from a browser: upload tokens and resumable tus 1.0 uploads, resumed by
+//! tuspy (a tus client Kiln did not write), and CORS for the app's pages.
+
+use std::time::Duration;
+
+use image::ImageFormat;
+use kiln_tests::{Options, TestApp, images, spawn_app, spawn_app_with};
+use reqwest::{Method, StatusCode, header};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+/// A JPEG of noise: a few hundred KB that do not compress away.
+fn noisy_jpeg() -> Vec<u8> {
+    images::noise(640, 480, ImageFormat::Jpeg)
+}
+
+pub async fn token(app: &TestApp, body: Value) -> String {
+    let answer = app
+        .send(Method::POST, "/v1/upload-tokens", Some(&body))
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{:?}", answer.body);
+    answer.body["token"].as_str().expect("token").to_owned()
+}
+
+/// `POST /v1/uploads/tus/` with a bearer credential.
+pub async fn create(app: &TestApp, bearer: &str, length: usize) -> reqwest::Response {
+    app.client
+        .post(format!("{}/v1/uploads/tus/", app.address))
+        .bearer_auth(bearer)
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", length.to_string())
+        .header("upload-metadata", "filename cGhvdG8uanBn")
+        .send()
+        .await
+        .expect("create")
+}
+
+pub async fn patch(
+    app: &TestApp,
+    bearer: &str,
+    location: &str,
+    offset: usize,
+    body: reqwest::Body,
+) -> reqwest::Result<reqwest::Response> {
+    app.client
+        .patch(format!("{}{location}", app.address))
+        .bearer_auth(bearer)
+        .header("tus-resumable", "1.0.0")
+        .header("upload-offset", offset.to_string())
+        .header(header::CONTENT_TYPE, "application/offset+octet-stream")
+        .body(body)
+        .send()
+        .await
+}
+
+pub async fn head(app: &TestApp, bearer: &str, location: &str) -> reqwest::Response {
+    app.client
+        .head(format!("{}{location}", app.address))
+        .bearer_auth(bearer)
+        .header("tus-resumable", "1.0.0")
+        .send()
+        .await
+        .expect("head")
+}
+
+pub fn offset_of(response: &reqwest::Response) -> usize {
+    response.headers()["upload-offset"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("a number")
+}
+
+async fn error_code(response: reqwest::Response) -> String {
+    let body: Value = response.json().await.expect("a JSON error");
+    body["error"]["code"]
+        .as_str()
+        .unwrap_or("<none>")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn an_interrupted_upload_resumes_with_tuspy_from_its_offset_and_ends_ready() {
+    let app = spawn_app().await;
+    let photo = noisy_jpeg();
+    let half = photo.len() / 2;
+    let upload_token = token(
+        &app,
+        json!({
+            "max_bytes": 4_000_000,
+            "content_types": ["image/jpeg"],
+            "metadata": { "contact": "42" },
+        }),
+    )
+    .await;
+
+    let created = create(&app, &upload_token, photo.len()).await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    assert_eq!(created.headers()["tus-resumable"], "1.0.0");
+    assert!(created.headers().contains_key("upload-expires"));
+    let location = created.headers()["location"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+
+    // The first half arrives whole; the next PATCH breaks off after a quarter more.
+    let first = patch(
+        &app,
+        &upload_token,
+        &location,
+        0,
+        photo[..half].to_vec().into(),
+    )
+    .await
+    .expect("first half");
+    assert_eq!(first.status(), StatusCode::NO_CONTENT);
+    assert_eq!(offset_of(&first), half);
+    let quarter = bytes::Bytes::copy_from_slice(&photo[half..half + photo.len() / 4]);
+    let broken = futures::stream::iter([
+        Ok::<_, std::io::Error>(quarter),
+        Err(std::io::Error::other("the phone lost its network")),
+    ]);
+    // Whatever the client makes of it, the server keeps what arrived.
+    let _ = patch(
+        &app,
+        &upload_token,
+        &location,
+        half,
+        reqwest::Body::wrap_stream(broken),
+    )
+    .await;
+    let resumed_at = offset_of(&head(&app, &upload_token, &location).await);
+    assert!(
+        (half..=half + photo.len() / 4).contains(&resumed_at),
+        "{resumed_at}"
+    );
+
+    // tuspy takes over from the offset the server gives.
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), &photo).expect("write");
+    let python = std::env::var("KILN_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/support/tus_resume.py");
+    let output = tokio::process::Command::new(&python)
+        .arg(script)
+        .arg(format!("{}/v1/uploads/tus/", app.address))
+        .arg(format!("{}{location}", app.address))
+        .arg(&upload_token)
+        .arg(file.path())
+        .output()
+        .await
+        .expect("tuspy runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let offsets: Vec<usize> = stdout
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    assert_eq!(offsets, [resumed_at, photo.len()], "{stdout}");
+
+    let done = head(&app, &upload_token, &location).await;
+    assert_eq!(offset_of(&done), photo.len());
+    let media_id = done.headers()["kiln-media-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let media = app.wait_for_media(&media_id).await;
+    assert_eq!(media["status"], "ready", "{media}");
+    assert_eq!(media["metadata"], json!({ "contact": "42" }));
+    assert_eq!(media["bytes"], photo.len());
+    assert_eq!(media["sha256"], hex::encode(Sha256::digest(&photo)));
+
+    // One token, one upload.
+    let again = create(&app, &upload_token, photo.len()).await;
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+    assert_eq!(error_code(again).await, "token_used");
+}
+
+#[tokio::test]
+async fn tokens_refuse_what_the_app_did_not_allow() {
+    let app = spawn_app().await;
+    let photo = noisy_jpeg();
+
+    let small = token(&app, json!({ "max_bytes": 1000 })).await;
+    let answer = create(&app, &small, 2000).await;
+    assert_eq!(answer.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(error_code(answer).await, "payload_too_large");
+
+    let png_only = token(&app, json!({ "content_types": ["image/png"] })).await;
+    let created = create(&app, &png_only, photo.len()).await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let location = created.headers()["location"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let refused = patch(&app, &png_only, &location, 0, photo.clone().into())
+        .await
+        .expect("patch");
+    assert_eq!(refused.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(error_code(refused).await, "unsupported_media_type");
+    assert_eq!(
+        head(&app, &png_only, &location).await.status(),
+        StatusCode::NOT_FOUND
+    );
+
+    let brief = token(&app, json!({ "expires_in": 1 })).await;
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let expired = create(&app, &brief, photo.len()).await;
+    assert_eq!(expired.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(error_code(expired).await, "token_expired");
+
+    let unknown = create(&app, "kut_not-a-token", photo.len()).await;
+    assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
+    for body in [
+        json!({ "max_bytes": 0 }),
+        json!({ "content_types": ["text/html"] }),
+        json!({ "expires_in": 999_999 }),
+    ] {
+        let answer = app
+            .send(Method::POST, "/v1/upload-tokens", Some(&body))
+            .await;
+        assert_eq!(answer.error_code(), "invalid_token_request", "{body}");
+    }
+
+    // With the API key itself, a whole upload in one PATCH; a wrong offset is a conflict.
+    let created = create(&app, &app.key, photo.len()).await;
+    let location = created.headers()["location"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let wrong = patch(&app, &app.key, &location, 5, photo.clone().into())
+        .await
+        .expect("patch");
+    assert_eq!(wrong.status(), StatusCode::CONFLICT);
+    assert_eq!(error_code(wrong).await, "offset_mismatch");
+    let whole = patch(&app, &app.key, &location, 0, photo.clone().into())
+        .await
+        .expect("patch");
+    assert_eq!(whole.status(), StatusCode::NO_CONTENT);
+    let media_id = whole.headers()["kiln-media-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert_eq!(app.wait_for_media(&media_id).await["status"], "ready");
+    // Another tenant's key does not see it.
+    let other = app.key_for("tenant-b", "media");
+    assert_eq!(
+        head(&app, &other, &location).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let terminated = app
+        .client
+        .delete(format!("{}{location}", app.address))
+        .bearer_auth(&app.key)
+        .header("tus-resumable", "1.0.0")
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(terminated.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        head(&app, &app.key, &location).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let no_version = app
+        .client
+        .post(format!("{}/v1/uploads/tus/", app.address))
+        .bearer_auth(&app.key)
+        .header("upload-length", "10")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(no_version.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(no_version).await, "tus_resumable_missing");
+    let old_version = app
+        .client
+        .post(format!("{}/v1/uploads/tus/", app.address))
+        .bearer_auth(&app.key)
+        .header("tus-resumable", "0.2.2")
+        .header("upload-length", "10")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(old_version.status(), StatusCode::PRECONDITION_FAILED);
+    assert_eq!(error_code(old_version).await, "tus_version_unsupported");
+}
+
+#[tokio::test]
+async fn pages_of_the_configured_origins_may_call_the_api() {
+    let app = spawn_app_with(Options::default().env(
+        "KILN_CORS_ORIGINS",
+        "https://app.example, https://admin.example",
+    ))
+    .await;
+    let preflight = app
+        .client
+        .request(Method::OPTIONS, format!("{}/v1/uploads/tus/", app.address))
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "PATCH")
+        .header(
+            "access-control-request-headers",
+            "authorization,tus-resumable,upload-offset",
+        )
+        .send()
+        .await
+        .expect("preflight");
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    let headers = preflight.headers();
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let methods = headers["access-control-allow-methods"]
+        .to_str()
+        .expect("ascii");
+    assert!(methods.contains("PATCH"), "{methods}");
+    let allowed = headers["access-control-allow-headers"]
+        .to_str()
+        .expect("ascii")
+        .to_lowercase();
+    assert!(
+        allowed.contains("upload-offset") && allowed.contains("tus-resumable"),
+        "{allowed}"
+    );
+
+    let created = app
+        .client
+        .post(format!("{}/v1/uploads/tus/", app.address))
+        .header("origin", "https://app.example")
+        .bearer_auth(&app.key)
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", "100")
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let exposed = created.headers()["access-control-expose-headers"]
+        .to_str()
+        .expect("ascii")
+        .to_lowercase();
+    for name in [
+        "location",
+        "upload-offset",
+        "tus-resumable",
+        "upload-expires",
+        "kiln-media-id",
+    ] {
+        assert!(exposed.contains(name), "{name} not in {exposed}");
+    }
+
+    let stranger = app
+        .client
+        .request(Method::OPTIONS, format!("{}/v1/uploads/tus/", app.address))
+        .header("origin", "https://evil.example")
+        .header("access-control-request-method", "PATCH")
+        .send()
+        .await
+        .expect("preflight");
+    assert!(
+        !stranger
+            .headers()
+            .contains_key("access-control-allow-origin")
+    );
+}
