@@ -37,6 +37,7 @@ pub fn layer(origins: &[String]) -> tower::util::Either<CorsLayer, tower::layer:
                 header::AUTHORIZATION,
                 header::CONTENT_TYPE,
                 header::IF_NONE_MATCH,
+                header::IF_RANGE,
                 header::RANGE,
                 name("tus-resumable"),
                 name("upload-length"),

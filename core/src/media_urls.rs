@@ -24,6 +24,9 @@ const MAX_STEP_SECS: i64 = 3_600;
 pub struct UrlSigner {
     /// The first signs; all verify (a rotation's previous key).
     keys: Vec<Hmac<Sha256>>,
+    /// No URL is handed out for longer (plus its rounding), so none with a later expiry is
+    /// taken: a leaked key cannot mint URLs that work for years.
+    max_ttl_secs: i64,
 }
 
 /// Why a signed URL was refused.
@@ -46,7 +49,8 @@ impl UrlSigner {
                     .expect("HMAC takes any key")
             })
             .collect();
-        Self { keys }
+        let max_ttl_secs = i64::try_from(config.max_ttl.as_secs()).unwrap_or(i64::MAX / 4);
+        Self { keys, max_ttl_secs }
     }
 
     /// The query string (with its `?`) that makes `path` work for `ttl` from `now` (unix
@@ -82,9 +86,13 @@ impl UrlSigner {
             feed(&mut mac, path, &scope);
             mac.verify_slice(&sig).is_ok()
         });
+        let latest = now
+            .saturating_add(self.max_ttl_secs)
+            .saturating_add(MAX_STEP_SECS);
         match (valid, expires) {
             (false, _) => Err(Refusal::Invalid),
             (true, Some(expires)) if expires < now => Err(Refusal::Expired),
+            (true, Some(expires)) if expires > latest => Err(Refusal::Invalid),
             (true, _) => Ok(()),
         }
     }

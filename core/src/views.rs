@@ -1,5 +1,6 @@
 //! Resources as clients see them, built in one place for the API's answers and the webhook
-//! events the workers send (`media.ready` carries exactly what `GET /v1/media/{id}` answers).
+//! events the workers send (`media.ready` carries what `GET /v1/media/{id}` answers, with the
+//! variant URLs as unsigned paths: the API signs them per answer).
 
 use std::collections::BTreeMap;
 

@@ -111,7 +111,10 @@ async fn placeholders(ctx: &Context) -> anyhow::Result<u64> {
                     tracing::warn!(media.id = %media.id, %error, "no placeholder");
                     continue;
                 }
-                Err(error) => anyhow::bail!("placeholder of {}: {error:?}", media.id),
+                Err(error) => {
+                    tracing::warn!(media.id = %media.id, ?error, "no placeholder");
+                    continue;
+                }
             };
             db::media::set_placeholder(&ctx.db, media.id, &serde_json::to_value(&placeholder)?)
                 .await?;

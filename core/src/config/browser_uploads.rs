@@ -20,22 +20,32 @@ pub struct BrowserUploads {
 impl BrowserUploads {
     pub(super) fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
         const ORIGINS: &str = "KILN_CORS_ORIGINS";
-        let cors_origins: Vec<String> = env
-            .string(ORIGINS, "")
-            .split(',')
-            .map(|origin| origin.trim().trim_end_matches('/').to_owned())
-            .filter(|origin| !origin.is_empty())
-            .collect();
-        for origin in &cors_origins {
-            let valid = origin == "*"
-                || url::Url::parse(origin)
-                    .is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.path() == "/");
-            if !valid {
-                return Err(env.error(
-                    ORIGINS,
-                    format!("{origin:?} is not an origin (scheme://host[:port]) or *"),
-                ));
+        let mut cors_origins = Vec::new();
+        for origin in env.string(ORIGINS, "").split(',').map(str::trim) {
+            if origin.is_empty() {
+                continue;
             }
+            if origin == "*" {
+                cors_origins.push(origin.to_owned());
+                continue;
+            }
+            // Kept as browsers send it (lower case, no default port), or it never matches.
+            let serialized = url::Url::parse(origin)
+                .ok()
+                .filter(|url| {
+                    matches!(url.scheme(), "http" | "https")
+                        && url.path() == "/"
+                        && url.query().is_none()
+                        && url.fragment().is_none()
+                })
+                .map(|url| url.origin().ascii_serialization())
+                .ok_or_else(|| {
+                    env.error(
+                        ORIGINS,
+                        format!("{origin:?} is not an origin (scheme://host[:port]) or *"),
+                    )
+                })?;
+            cors_origins.push(serialized);
         }
         Ok(Self {
             tus_expire: Duration::from_secs(env.bounded(

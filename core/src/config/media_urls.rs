@@ -39,6 +39,17 @@ impl MediaUrls {
         let mut signing_keys = Vec::new();
         let current = env.get(KEY);
         let dev_key = current.is_none();
+        // The development key is public: a deployment others reach must have its own.
+        let public_url = env.string("KILN_PUBLIC_URL", "http://localhost:8080");
+        if dev_key && !is_local(&public_url) {
+            return Err(env.error(
+                KEY,
+                format!(
+                    "must be set (32+ characters, secret) when KILN_PUBLIC_URL ({public_url}) \
+                     is not a local address"
+                ),
+            ));
+        }
         for (var, key) in [
             (KEY, current.or_else(|| Some(DEV_SIGNING_KEY.to_owned()))),
             (PREVIOUS, env.get(PREVIOUS)),
@@ -70,5 +81,47 @@ impl MediaUrls {
             max_ttl: Duration::from_secs(max_ttl),
             accel_redirect_prefix,
         })
+    }
+}
+
+/// Whether a URL points at this machine (localhost or a loopback address).
+fn is_local(url: &str) -> bool {
+    let Ok(url) = url::Url::parse(url) else {
+        return false;
+    };
+    match url.host() {
+        Some(url::Host::Domain(domain)) => {
+            domain.eq_ignore_ascii_case("localhost") || domain.ends_with(".localhost")
+        }
+        Some(url::Host::Ipv4(address)) => address.is_loopback(),
+        Some(url::Host::Ipv6(address)) => address.is_loopback(),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_local_deployments_may_run_on_the_development_key() {
+        assert!(super::is_local("http://localhost:8080"));
+        assert!(super::is_local("http://127.0.0.1"));
+        assert!(super::is_local("http://[::1]:8080"));
+        assert!(!super::is_local("https://media.example"));
+        let config = |public: &'static str, key: Option<&'static str>| {
+            crate::Config::from_lookup(move |name| match name {
+                "KILN_PUBLIC_URL" => Some(public.to_owned()),
+                "KILN_URL_SIGNING_KEY" => key.map(str::to_owned),
+                _ => None,
+            })
+        };
+        assert!(config("https://media.example", None).is_err());
+        assert!(
+            config(
+                "https://media.example",
+                Some("0123456789abcdef0123456789abcdef")
+            )
+            .is_ok()
+        );
+        assert!(config("http://localhost:8080", None).is_ok());
     }
 }

@@ -168,14 +168,14 @@ pub async fn upsert_variant(
 }
 
 /// Marks a media ready, with its upright dimensions (EXIF rotation may swap them) and its
-/// placeholder.
+/// placeholder; `false` if it was deleted meanwhile.
 pub async fn mark_ready(
     db: impl PgExecutor<'_>,
     id: Uuid,
     width: i32,
     height: i32,
     placeholder: &serde_json::Value,
-) -> Result<(), sqlx::Error> {
+) -> Result<bool, sqlx::Error> {
     sqlx::query!(
         "UPDATE media SET status = 'ready', width = $2, height = $3, placeholder = $4,
                           error = NULL, updated_at = now()
@@ -186,8 +186,8 @@ pub async fn mark_ready(
         placeholder,
     )
     .execute(db)
-    .await?;
-    Ok(())
+    .await
+    .map(|done| done.rows_affected() == 1)
 }
 
 /// Marks a media failed with the reason (the decoder's, for a corrupt file).
@@ -331,7 +331,7 @@ pub async fn find_content(
                 error, job_id, api_key_id, metadata, placeholder, created_at, updated_at
          FROM media
          WHERE tenant = $1 AND sha256 = $2 AND status NOT IN ('deleted', 'failed')
-         ORDER BY id
+         ORDER BY content_of IS NOT NULL, id
          LIMIT 1",
         tenant,
         sha256,
@@ -697,4 +697,12 @@ pub async fn set_metadata(
         .execute(db)
         .await?;
     Ok(())
+}
+
+/// The job of a media (the one that makes its files), if it still exists.
+pub async fn job_of(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
+    let job = sqlx::query_scalar!("SELECT job_id FROM media WHERE id = $1", id)
+        .fetch_optional(db)
+        .await?;
+    Ok(job.flatten())
 }

@@ -52,15 +52,18 @@ pub async fn insert_token(
     Ok(())
 }
 
-/// The token with this hash, spent or not, expired or not.
+/// The token with this hash, spent or not, expired or not, while the key that made it is not
+/// revoked (a revoked key's tokens stop with it).
 pub async fn find_token(
     db: impl PgExecutor<'_>,
     token_hash: &[u8],
 ) -> Result<Option<UploadToken>, sqlx::Error> {
     sqlx::query_as!(
         UploadToken,
-        "SELECT id, tenant, api_key_id, max_bytes, content_types, metadata, expires_at, upload_id
-         FROM upload_tokens WHERE token_hash = $1",
+        "SELECT t.id, t.tenant, t.api_key_id, t.max_bytes, t.content_types, t.metadata,
+                t.expires_at, t.upload_id
+         FROM upload_tokens t JOIN api_keys k ON k.id = t.api_key_id
+         WHERE t.token_hash = $1 AND (k.revoked_at IS NULL OR k.revoked_at > now())",
         token_hash,
     )
     .fetch_optional(db)
@@ -176,21 +179,81 @@ pub async fn advance(
     Ok(moved.rows_affected() == 1)
 }
 
-/// Marks an upload as having made its media, once; `false` if it had already.
-pub async fn finish(
-    db: &mut sqlx::PgConnection,
+/// Names the media an unfinished upload becomes (under its finishing lock).
+pub async fn set_media_id(
+    db: impl PgExecutor<'_>,
     id: Uuid,
     media_id: Uuid,
-) -> Result<bool, sqlx::Error> {
-    let finished = sqlx::query!(
-        "UPDATE tus_uploads SET finished_at = now()
-         WHERE id = $1 AND media_id = $2 AND finished_at IS NULL",
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE tus_uploads SET media_id = $2 WHERE id = $1 AND finished_at IS NULL",
         id,
         media_id,
     )
     .execute(db)
     .await?;
-    Ok(finished.rows_affected() == 1)
+    Ok(())
+}
+
+/// What marking an upload finished found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// Marked now: this transaction records its media.
+    Finished,
+    /// Another request recorded it.
+    AlreadyFinished,
+    /// Terminated or expired: it makes no media.
+    Gone,
+}
+
+/// Marks an upload as having made its media, once (the row stays locked to the commit).
+pub async fn finish(
+    db: &mut sqlx::PgConnection,
+    id: Uuid,
+    media_id: Uuid,
+) -> Result<Finish, sqlx::Error> {
+    let found = sqlx::query_scalar!(
+        r#"SELECT finished_at IS NOT NULL AS "finished!" FROM tus_uploads
+           WHERE id = $1 AND media_id = $2 AND expires_at > now()
+           FOR UPDATE"#,
+        id,
+        media_id,
+    )
+    .fetch_optional(&mut *db)
+    .await?;
+    match found {
+        None => Ok(Finish::Gone),
+        Some(true) => Ok(Finish::AlreadyFinished),
+        Some(false) => {
+            sqlx::query!(
+                "UPDATE tus_uploads SET finished_at = now() WHERE id = $1",
+                id
+            )
+            .execute(db)
+            .await?;
+            Ok(Finish::Finished)
+        }
+    }
+}
+
+/// A session-level advisory lock key for finishing upload `id`: one finisher at a time, and
+/// the lock dies with its connection if the process does.
+pub fn finishing_lock_key(id: Uuid) -> i64 {
+    let bytes = id.as_bytes();
+    i64::from_be_bytes(bytes[8..16].try_into().expect("8 bytes")) ^ 0x6b75_735f_6669_6e69
+}
+
+/// Tries the finishing lock of an upload on this (detached) connection.
+pub async fn try_lock_finishing(
+    db: &mut sqlx::PgConnection,
+    id: Uuid,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT pg_try_advisory_lock($1) AS "locked!""#,
+        finishing_lock_key(id)
+    )
+    .fetch_one(db)
+    .await
 }
 
 /// Deletes an upload; returns its chunks' keys, to remove from storage.
@@ -232,4 +295,16 @@ pub async fn delete_expired_tokens(
     .execute(db)
     .await?;
     Ok(deleted.rows_affected())
+}
+
+/// The chunks each of `ids` lists (uploads that exist), for the sweep of chunks no upload
+/// will ever read.
+pub async fn chunks_of(
+    db: impl PgExecutor<'_>,
+    ids: &[Uuid],
+) -> Result<Vec<(Uuid, Vec<String>)>, sqlx::Error> {
+    let rows = sqlx::query!("SELECT id, chunks FROM tus_uploads WHERE id = ANY($1)", ids)
+        .fetch_all(db)
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.id, r.chunks)).collect())
 }

@@ -14,7 +14,11 @@ async fn app_with(smtp: &SmtpServer, options: Options) -> kiln_tests::TestApp {
         options
             .env("KILN_SMTP_URL", smtp.url())
             .env("KILN_EMAIL_FROM", "Kiln <noreply@kiln.test>")
-            .env("KILN_PUBLIC_URL", "https://media.example"),
+            .env("KILN_PUBLIC_URL", "https://media.example")
+            .env(
+                "KILN_URL_SIGNING_KEY",
+                "notifications-test-url-signing-key-0123456789",
+            ),
     )
     .await
 }

@@ -102,13 +102,7 @@ pub fn render(
                 let needed = geometry.source_width(width).saturating_mul(2).min(width);
                 let source = smallest_source(&made, &image, needed);
                 let (left, top) = crops.origin(&image, crop_w, crop_h, width, height);
-                let scale = f64::from(source.width()) / f64::from(width);
-                let region = (
-                    left * f64::from(source.width()),
-                    top * f64::from(source.height()),
-                    f64::from(crop_w) * scale,
-                    f64::from(crop_h) * scale,
-                );
+                let region = region_in(source, (left, top), (crop_w, crop_h), (width, height));
                 resize::resize_region(source, region, geometry.width, geometry.height)
             }
         };
@@ -146,6 +140,26 @@ pub fn render(
 pub fn placeholder_of(data: &[u8], format: ImageFormat) -> Result<Placeholder, DecodeError> {
     let pixels = decode(data, format, 100_000_000)?;
     placeholder::compute(&pixels).map_err(DecodeError)
+}
+
+/// The crop region in `source`'s pixels for a crop of `crop` at `origin` (fractions) of the
+/// full-size image `full`. Each axis is scaled on its own (a scaled source's width and height
+/// are rounded separately) and the region is kept inside the source.
+fn region_in(
+    source: &resize::Pixels,
+    origin: (f64, f64),
+    crop: (u32, u32),
+    full: (u32, u32),
+) -> (f64, f64, f64, f64) {
+    let axis = |origin: f64, crop: u32, full: u32, have: u32| {
+        let have = f64::from(have);
+        let size = (f64::from(crop) * have / f64::from(full)).clamp(1.0, have);
+        let start = (origin * have).clamp(0.0, have - size);
+        (start, size)
+    };
+    let (left, width) = axis(origin.0, crop.0, full.0, source.width());
+    let (top, height) = axis(origin.1, crop.1, full.1, source.height());
+    (left, top, width, height)
 }
 
 /// The smallest whole-image rendition at least `min_width` wide, or the decoded image.

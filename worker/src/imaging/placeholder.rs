@@ -26,8 +26,9 @@ pub fn compute(small: &resize::Pixels) -> Result<Placeholder, String> {
     let thumbhash = STANDARD.encode(thumbhash::rgba_to_thumb_hash(w as usize, h as usize, &rgba));
     // Four components along the longer side, three along the shorter: BlurHash's own advice.
     let (x, y) = if w >= h { (4, 3) } else { (3, 4) };
-    let blurhash =
-        blurhash::encode(x, y, w, h, &rgba).map_err(|e| format!("cannot make a BlurHash: {e}"))?;
+    // BlurHash has no alpha: transparency is shown on white, as the JPEG variants are.
+    let blurhash = blurhash::encode(x, y, w, h, &on_white(&rgba))
+        .map_err(|e| format!("cannot make a BlurHash: {e}"))?;
     Ok(Placeholder {
         thumbhash,
         blurhash,
@@ -43,6 +44,17 @@ fn to_rgba(pixels: &resize::Pixels) -> Vec<u8> {
         .bytes()
         .chunks_exact(3)
         .flat_map(|px| [px[0], px[1], px[2], 255])
+        .collect()
+}
+
+/// RGBA with every pixel made opaque over white.
+fn on_white(rgba: &[u8]) -> Vec<u8> {
+    rgba.chunks_exact(4)
+        .flat_map(|px| {
+            let alpha = u16::from(px[3]);
+            let blend = |c: u8| ((u16::from(c) * alpha + 255 * (255 - alpha) + 127) / 255) as u8;
+            [blend(px[0]), blend(px[1]), blend(px[2]), 255]
+        })
         .collect()
 }
 

@@ -44,7 +44,11 @@ pub fn crop_origin(small: &Pixels, crop_w: f64, crop_h: f64) -> (f64, f64) {
             }
         }
     }
-    (best.2 as f64 / w as f64, best.3 as f64 / h as f64)
+    // Within the image whatever the rounding of the window above.
+    (
+        (best.2 as f64 / w as f64).clamp(0.0, (1.0 - crop_w).max(0.0)),
+        (best.3 as f64 / h as f64).clamp(0.0, (1.0 - crop_h).max(0.0)),
+    )
 }
 
 fn centred(crop_w: f64, crop_h: f64) -> (f64, f64) {

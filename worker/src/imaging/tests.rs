@@ -239,3 +239,45 @@ fn garbage_after_a_valid_header_fails_with_the_decoders_reason() {
         .expect_err("corrupt data fails");
     assert!(error.0.starts_with("cannot decode image"), "{error}");
 }
+
+/// Renders `image` (as PNG) into `specs` and returns each file's name and size.
+fn boxes(image: RgbImage, specs: &str) -> Vec<(String, u32, u32)> {
+    let specs = kiln_core::config::parse_variants(specs).expect("specs");
+    let png = encode(DynamicImage::ImageRgb8(image), image::ImageFormat::Png);
+    let rendition = render(&png, ImageFormat::Png, &specs, 10_000_000, QUALITY).expect("renders");
+    rendition
+        .files
+        .iter()
+        .filter(|f| f.format == "jpeg")
+        .map(|f| (f.name.clone(), f.width, f.height))
+        .collect()
+}
+
+#[test]
+fn cover_crops_stay_inside_sources_whose_sides_were_rounded_apart() {
+    // A 1024-wide source of 2000×1333 is 682 high, while the crop scaled by width wants
+    // 682.5: each side is scaled on its own and the region kept inside.
+    let plain = RgbImage::from_pixel(2000, 1333, Rgb([90, 90, 90]));
+    let sizes = boxes(plain, "medium:1024,avatar:256x256:cover");
+    assert!(sizes.contains(&("avatar".into(), 256, 256)), "{sizes:?}");
+    // The subject at the far right edge pushes the window against it.
+    let edge = RgbImage::from_fn(800, 400, |x, _| {
+        if x > 770 {
+            Rgb([250, 230, 40])
+        } else {
+            Rgb([110, 110, 115])
+        }
+    });
+    let sizes = boxes(edge, "card:1200x630:cover,thumb:160");
+    assert!(sizes.contains(&("card".into(), 762, 400)), "{sizes:?}");
+}
+
+#[test]
+fn tiny_and_thin_images_fill_their_boxes_without_upscaling() {
+    let sizes = boxes(
+        RgbImage::new(1, 300),
+        "avatar:256x256:cover,hero:600x200:contain",
+    );
+    assert!(sizes.contains(&("avatar".into(), 1, 1)), "{sizes:?}");
+    assert!(sizes.contains(&("hero".into(), 1, 200)), "{sizes:?}");
+}

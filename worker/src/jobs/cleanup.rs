@@ -63,6 +63,7 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
             .await
             .retry()?;
         removed.expired_uploads = remove_expired_uploads(ctx).await?;
+        removed.orphan_files += remove_orphan_chunks(ctx).await?;
     }
     for (what, count) in [
         ("media", removed.purged_media),
@@ -105,29 +106,32 @@ async fn purge_deleted(ctx: &Context, only: Option<Uuid>) -> Result<u64, JobErro
 }
 
 /// Removes a deleted media's files, unless another live media shares them (a duplicate
-/// upload of the same bytes, or the owner of files this one shared), then marks it purged.
-/// The decision and the removal hold the content lock, so no upload can start sharing the
-/// files in between.
+/// upload of the same bytes, or the owner of files this one shared), and marks it purged.
+/// The decision is taken under the content lock and committed first; the files go after,
+/// outside it: once no live media uses them, no upload can start sharing them (it only shares
+/// with live media). Files a crash leaves behind belong to no live media, and the sweep of
+/// orphans removes them.
 async fn purge_one(ctx: &Context, media: &db::media::Unpurged) -> anyhow::Result<()> {
     let owner = media.content_of.unwrap_or(media.id);
     let mut tx = ctx.db.begin().await?;
     db::media::lock_content(&mut tx, &media.tenant, &media.sha256).await?;
-    if db::media::content_in_use(&mut *tx, owner).await? {
-        tracing::info!(media.id = %media.id, owner = %owner, "files kept: another media shares them");
-    } else {
-        ctx.storage.delete(&media.original_key).await?;
-        let variants: Vec<String> = ctx
-            .storage
-            .list(&format!("variants/{owner}/"))
-            .map_ok(|object| object.key)
-            .try_collect()
-            .await?;
-        for key in &variants {
-            ctx.storage.delete(key).await?;
-        }
-    }
+    let shared = db::media::content_in_use(&mut *tx, owner).await?;
     db::media::mark_purged(&mut tx, media.id).await?;
     tx.commit().await?;
+    if shared {
+        tracing::info!(media.id = %media.id, owner = %owner, "files kept: another media shares them");
+        return Ok(());
+    }
+    ctx.storage.delete(&media.original_key).await?;
+    let variants: Vec<String> = ctx
+        .storage
+        .list(&format!("variants/{owner}/"))
+        .map_ok(|object| object.key)
+        .try_collect()
+        .await?;
+    for key in &variants {
+        ctx.storage.delete(key).await?;
+    }
     Ok(())
 }
 
@@ -152,6 +156,57 @@ async fn remove_expired_uploads(ctx: &Context) -> Result<u64, JobError> {
     db::tus::delete_expired_tokens(&ctx.db, grace)
         .await
         .retry()?;
+    Ok(removed)
+}
+
+/// Removes upload chunks (`tus/<upload>/<offset>-<n>`) older than the grace period that no
+/// upload lists: their upload is gone, or the request that wrote one died before recording it.
+async fn remove_orphan_chunks(ctx: &Context) -> Result<u64, JobError> {
+    let cutoff = chrono::Utc::now()
+        - chrono::Duration::from_std(ctx.config.cleanup_grace).unwrap_or_default();
+    let mut listing = ctx.storage.list("tus/");
+    let mut candidates: HashMap<Uuid, Vec<String>> = HashMap::new();
+    let mut removed = 0;
+    while let Some(object) = listing.try_next().await.retry()? {
+        if object.last_modified > cutoff {
+            continue;
+        }
+        let Some(id) = media_id_of(&object.key, "tus/") else {
+            continue;
+        };
+        candidates.entry(id).or_default().push(object.key);
+        if candidates.len() >= BATCH {
+            removed += remove_unlisted_chunks(ctx, std::mem::take(&mut candidates)).await?;
+        }
+    }
+    removed += remove_unlisted_chunks(ctx, candidates).await?;
+    Ok(removed)
+}
+
+async fn remove_unlisted_chunks(
+    ctx: &Context,
+    candidates: HashMap<Uuid, Vec<String>>,
+) -> Result<u64, JobError> {
+    if candidates.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<Uuid> = candidates.keys().copied().collect();
+    let listed: HashMap<Uuid, Vec<String>> = db::tus::chunks_of(&ctx.db, &ids)
+        .await
+        .retry()?
+        .into_iter()
+        .collect();
+    let mut removed = 0;
+    for (id, keys) in candidates {
+        for key in keys {
+            if listed.get(&id).is_some_and(|chunks| chunks.contains(&key)) {
+                continue;
+            }
+            ctx.storage.delete(&key).await.retry()?;
+            tracing::info!(key, "orphaned upload chunk removed");
+            removed += 1;
+        }
+    }
     Ok(removed)
 }
 
@@ -200,7 +255,7 @@ async fn remove_dead_ids(
     Ok(removed)
 }
 
-/// The media id in `originals/<id>` or `variants/<id>/<file>`.
+/// The id in `originals/<id>`, `variants/<id>/<file>` or `tus/<id>/<chunk>`.
 fn media_id_of(key: &str, prefix: &str) -> Option<Uuid> {
     let rest = key.strip_prefix(prefix)?;
     rest.split('/').next()?.parse().ok()

@@ -43,14 +43,26 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
         .await
         .retry()?
         .ok_or_else(|| JobError::Abort(format!("media {media_id} no longer exists")))?;
-    if media.status == "deleted" && !db::media::content_in_use(&ctx.db, media_id).await.retry()? {
-        // Deleted before its turn came, and no duplicate upload waits for its files: nothing
-        // to render, and its files are being removed.
-        tracing::info!(media.id = %media_id, "media was deleted; nothing to do");
-        db::jobs::mark_succeeded(&ctx.db, job.id, job.attempts)
+    if media.status == "deleted" {
+        // Decided under the content lock: a duplicate upload either committed before (and is
+        // rendered for below) or sees this media deleted and makes its own.
+        let mut tx = ctx.db.begin().await.retry()?;
+        db::media::lock_content(&mut tx, &media.tenant, &media.sha256)
             .await
             .retry()?;
-        return Ok(());
+        if !db::media::content_in_use(&mut *tx, media_id)
+            .await
+            .retry()?
+        {
+            // Deleted before its turn came, and no duplicate upload waits for its files:
+            // nothing to render, and its files are being removed.
+            tracing::info!(media.id = %media_id, "media was deleted; nothing to do");
+            db::jobs::mark_succeeded(&mut *tx, job.id, job.attempts)
+                .await
+                .retry()?;
+            tx.commit().await.retry()?;
+            return Ok(());
+        }
     }
     db::media::mark_processing(&ctx.db, media_id)
         .await
@@ -156,14 +168,15 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
     db::media::lock_content(&mut tx, &media.tenant, &media.sha256)
         .await
         .retry()?;
-    db::media::mark_ready(&mut *tx, media_id, width, height, &placeholder)
+    // False when the media was deleted (before or during rendering): no "ready" for it.
+    let owner_ready = db::media::mark_ready(&mut *tx, media_id, width, height, &placeholder)
         .await
         .retry()?;
     let duplicates = db::media::ready_duplicates(&mut tx, media_id, width, height, &placeholder)
         .await
         .retry()?;
     let mut finished = duplicates;
-    if media.status != "deleted" {
+    if owner_ready {
         finished.push(db::media::Media {
             status: "ready".into(),
             placeholder: Some(placeholder),

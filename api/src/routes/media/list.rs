@@ -169,6 +169,12 @@ impl Parsed {
                     if !metadata::valid_key(key) {
                         return Err(invalid(format!("metadata key {key:?} is not a valid key")));
                     }
+                    if !metadata::valid_value(&value) {
+                        return Err(invalid(format!(
+                            "metadata.{key}: values are at most 500 characters, without control \
+                             characters"
+                        )));
+                    }
                     parsed.metadata.insert(key.to_owned(), Value::String(value));
                     if parsed.metadata.len() > MAX_METADATA_FILTERS {
                         return Err(invalid(format!(
@@ -201,5 +207,6 @@ mod tests {
         assert!(Parsed::from_query("status=deleted").is_err());
         assert!(Parsed::from_query("metadata.a%20b=1").is_err());
         assert!(Parsed::from_query("created_after=yesterday").is_err());
+        assert!(Parsed::from_query("metadata.contact=%00").is_err());
     }
 }

@@ -21,6 +21,11 @@ pub fn valid_key(key: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
+/// Whether `value` may be a metadata value: at most 500 characters, none a control character.
+pub fn valid_value(value: &str) -> bool {
+    value.chars().count() <= MAX_VALUE_CHARS && !value.chars().any(char::is_control)
+}
+
 /// Checks a patch: each value a string of at most 500 characters, or `null` to remove the key.
 pub fn check_patch(patch: &Map<String, Value>) -> Result<(), ApiError> {
     if patch.len() > MAX_KEYS as usize {

@@ -10,7 +10,7 @@ pub mod patch;
 mod ranges;
 pub mod record;
 pub mod settings;
-mod sign;
+pub mod sign;
 pub mod upload;
 pub mod variant;
 pub mod view;

@@ -32,6 +32,10 @@ pub fn wanted(range: Option<&str>, size: u64) -> Wanted {
     if spec.contains(',') {
         return Wanted::Whole;
     }
+    if size == 0 {
+        // No byte of an empty file can be asked for.
+        return Wanted::Unsatisfiable;
+    }
     let Some((first, last)) = spec.trim().split_once('-') else {
         return Wanted::Whole;
     };

@@ -69,8 +69,6 @@ pub async fn record(
     } = stored;
     let (width, height) = match check_dimensions(state, &received, &original_key).await {
         Ok(dimensions) => dimensions,
-        // A concurrent finish of the same tus upload recorded this very file: keep it.
-        Err(error) if error.code() == "upload_finished" => return Err(error),
         Err(error) => {
             state.storage.delete(&original_key).await.ok();
             return Err(error);
@@ -85,10 +83,11 @@ pub async fn record(
     };
     let recorded = async {
         let mut tx = state.db.begin().await?;
-        take_upload_quota(state, &mut tx, &uploader.tenant, media.bytes).await?;
-        // Held to the commit: of two uploads of the same bytes, the second sees the first.
-        db::media::lock_content(&mut tx, &uploader.tenant, &received.sha256).await?;
         claim_for(&mut tx, claim, media_id).await?;
+        // Held to the commit: of two uploads of the same bytes, the second sees the first.
+        // Taken before the tenant's usage row, in the order the media job takes them.
+        db::media::lock_content(&mut tx, &uploader.tenant, &received.sha256).await?;
+        take_upload_quota(state, &mut tx, &uploader.tenant, media.bytes).await?;
         if let Some(source) =
             db::media::find_content(&mut tx, &uploader.tenant, &received.sha256).await?
         {
@@ -189,14 +188,15 @@ async fn claim_for(
     let Some(upload) = claim else {
         return Ok(());
     };
-    if db::tus::finish(tx, upload, media_id).await? {
-        Ok(())
-    } else {
-        Err(ApiError::new(
+    match db::tus::finish(tx, upload, media_id).await? {
+        db::tus::Finish::Finished => Ok(()),
+        db::tus::Finish::AlreadyFinished => Err(ApiError::new(
             StatusCode::CONFLICT,
             "upload_finished",
             "this upload has been recorded already",
-        ))
+        )),
+        // Terminated or expired meanwhile: it makes no media.
+        db::tus::Finish::Gone => Err(ApiError::not_found("upload")),
     }
 }
 
@@ -237,6 +237,9 @@ async fn record_duplicate(
     let owner = db::media::content_owner(&mut *tx, source.id)
         .await?
         .unwrap_or(source.id);
+    // The job that makes (or made) the shared files: the owner's, not a duplicate's (none).
+    let owner_job = db::media::job_of(&mut *tx, owner).await?;
+    let mode = super::get::url_mode(state, &uploader.tenant, None).await?;
     db::media::insert_duplicate(&mut tx, id, &source, owner, bytes, uploader.key_id).await?;
     db::media::set_metadata(&mut *tx, id, &metadata).await?;
     let ready = source.status == "ready";
@@ -278,22 +281,33 @@ async fn record_duplicate(
     }
     metrics::counter!("kiln_uploads_deduplicated_total").increment(1);
     tracing::info!(media.id = %id, duplicate_of = %source.id, ready, "duplicate upload shares stored files");
-    let mode = super::get::url_mode(state, &uploader.tenant, None).await?;
-    let mut response = accepted(view, source.job_id, Some(source.id));
-    if ready {
-        *response.status_mut() = StatusCode::OK;
+    // Committed: nothing below may fail, or the client's retry would make another media.
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    let body = Accepted {
+        media: view,
+        job_id: owner_job,
+        duplicate_of: Some(source.id),
+    };
+    let mut response = match serde_json::to_string(&body) {
+        Ok(json) => {
+            let signed = super::sign::sign_view(&json, &state.signer, mode, now.timestamp());
+            let mut response = (status, signed).into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        Err(_) => (status, Json(body)).into_response(),
+    };
+    if let Ok(location) = HeaderValue::try_from(format!("/v1/media/{id}")) {
+        response.headers_mut().insert(header::LOCATION, location);
     }
-    let (parts, body) = response.into_parts();
-    let bytes = axum::body::to_bytes(body, usize::MAX)
-        .await
-        .map_err(ApiError::internal)?;
-    let signed = super::sign::sign_view(
-        std::str::from_utf8(&bytes).map_err(ApiError::internal)?,
-        &state.signer,
-        mode,
-        now.timestamp(),
-    );
-    Ok(Response::from_parts(parts, axum::body::Body::from(signed)))
+    Ok(response)
 }
 
 /// Counts the upload against the tenant's daily quotas, in the transaction that records it.

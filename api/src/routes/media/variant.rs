@@ -47,10 +47,11 @@ enum Access {
     Public,
 }
 
-/// Streams the variant with its content type, ETag and caching headers.
+/// Streams the variant with its content type, ETag and caching headers (`HEAD` too: the
+/// headers alone).
 #[utoipa::path(get, path = "/v1/media/{id}/variants/{file}", tag = "media", security((), ("bearer" = [])),
     params(("id" = Uuid, Path, description = "The media's id"),
-           ("file" = String, Path, description = "`<variant>.jpg`, `<variant>.webp`, `<variant>.avif`, or just `<variant>` to get the best format the `Accept` header names (AVIF, WebP, else JPEG; the answer then varies on Accept)"),
+           ("file" = String, Path, description = "`<variant>.jpg`, `<variant>.webp`, or just `<variant>` to get the best format the media has of those the `Accept` header names (AVIF, WebP, else JPEG; the answer then varies on Accept). `.avif` is reserved: Kiln does not make AVIF yet"),
            Signature,
            ("Range" = Option<String>, Header, description = "One byte range (`bytes=0-1023`); several ranges get the whole file"),
            ("If-None-Match" = Option<String>, Header, description = "ETags the client holds; a match is a 304")),
@@ -64,6 +65,7 @@ enum Access {
         (status = 403, description = "`bad_signature`: the signature is wrong, expired or for another URL, or a permanent URL of a tenant without public URLs; `forbidden`: the key lacks the media scope", body = crate::openapi::ErrorBody),
         (status = 404, description = "`not_found`: no such media (or deleted, whatever the signature), variant or format", body = crate::openapi::ErrorBody),
         (status = 416, description = "`range_not_satisfiable`: the range lies outside the file", body = crate::openapi::ErrorBody),
+        (status = 422, description = "`invalid_filter`: a malformed query (a parameter given twice)", body = crate::openapi::ErrorBody),
     ))]
 pub async fn get_variant(
     State(state): State<AppState>,
@@ -75,7 +77,7 @@ pub async fn get_variant(
     let (media, access) = authorise(&state, &mut parts, id, &file, signature).await?;
     let negotiated = !file.contains('.');
     let stored = choose(&media, &file, parts.headers.get(header::ACCEPT))?;
-    let mut response = send(&state, &parts, stored, access).await?;
+    let mut response = send(&state, &parts, stored, access, negotiated).await?;
     if negotiated {
         // Whatever the answer (200, 206, 304): a cache must key it on Accept.
         response
@@ -177,6 +179,7 @@ async fn send(
     parts: &Parts,
     file: &StoredFile,
     access: Access,
+    negotiated: bool,
 ) -> Result<Response, ApiError> {
     let etag = file.sha256.as_ref().map(|sha| format!("\"{sha}\""));
     let mut headers = HeaderMap::new();
@@ -203,13 +206,24 @@ async fn send(
         return Ok((StatusCode::NOT_MODIFIED, headers).into_response());
     }
 
+    let head = parts.method == Method::HEAD;
+    // nginx sends the file (Range included) once Kiln has checked the request. Not for a
+    // negotiated URL: nginx would drop its Vary: Accept, and a shared cache would then serve
+    // one client's format to every other.
+    if let Some(prefix) = &state.config.media_urls.accel_redirect_prefix
+        && !negotiated
+        && !head
+        && let Ok(value) = HeaderValue::try_from(format!("{prefix}{}", file.key))
+    {
+        headers.insert("x-accel-redirect", value);
+        return Ok((StatusCode::OK, headers).into_response());
+    }
     let size = file.bytes;
     let wanted = if ranges::if_range_allows(header_str(header::IF_RANGE), etag.as_deref()) {
         ranges::wanted(header_str(header::RANGE), size)
     } else {
         Wanted::Whole
     };
-    let head = parts.method == Method::HEAD;
     match wanted {
         Wanted::Unsatisfiable => {
             let mut response = ApiError::new(
@@ -244,14 +258,6 @@ async fn send(
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
             if head {
                 return Ok((StatusCode::OK, headers).into_response());
-            }
-            if let Some(prefix) = &state.config.media_urls.accel_redirect_prefix {
-                // nginx sends the file (and honours Range itself); Kiln has checked access.
-                headers.remove(header::CONTENT_LENGTH);
-                if let Ok(value) = HeaderValue::try_from(format!("{prefix}{}", file.key)) {
-                    headers.insert("x-accel-redirect", value);
-                    return Ok((StatusCode::OK, headers).into_response());
-                }
             }
             let (_, stream) = state.storage.get_stream(&file.key).await?;
             Ok((StatusCode::OK, headers, Body::from_stream(stream)).into_response())

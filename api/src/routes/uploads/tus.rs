@@ -174,6 +174,11 @@ pub async fn create(State(state): State<AppState>, request: Request) -> Result<R
     responses(
         (status = 200, description = "`Upload-Offset` and `Upload-Length`; `Kiln-Media-Id` once finished"),
         (status = 404, description = "No such upload (or expired, or another tenant's)"),
+        (status = 409, description = "Another request is recording the finished upload"),
+        (status = 413, description = "The finished upload is too large to record (it is removed)"),
+        (status = 415, description = "The finished upload is not an image it may be (it is removed)"),
+        (status = 422, description = "The finished upload's image is refused (it is removed)"),
+        (status = 429, description = "Over a quota: ask again later"),
         (status = 412, description = "Tus-Resumable names another version"),
         (status = 400, description = "No Tus-Resumable"),
     ))]
@@ -221,7 +226,7 @@ pub async fn head(
             ("Kiln-Media-Id" = Option<String>, description = "The media, once the upload is complete"))),
         (status = 400, description = "`invalid_upload_offset`, `upload_interrupted`, `empty_body`, `tus_resumable_missing`", body = crate::openapi::ErrorBody),
         (status = 404, description = "`not_found`: no such upload (or expired, or another tenant's)", body = crate::openapi::ErrorBody),
-        (status = 409, description = "`offset_mismatch`: Upload-Offset is not the upload's offset", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`offset_mismatch`: Upload-Offset is not the upload's offset; `upload_finishing`: another request is recording the finished upload", body = crate::openapi::ErrorBody),
         (status = 412, description = "`tus_version_unsupported`: Tus-Resumable names another version (without it: 400 `tus_resumable_missing`)", body = crate::openapi::ErrorBody),
         (status = 413, description = "`payload_too_large`: more bytes than Upload-Length", body = crate::openapi::ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the first bytes are not an image the upload may be (the upload is removed); `invalid_content_type`: the body is not application/offset+octet-stream", body = crate::openapi::ErrorBody),
@@ -364,23 +369,27 @@ async fn append(
                 }
             }
         }
-        if pending.is_empty() {
-            return Err(interrupted.unwrap_or_else(|| {
-                ApiError::bad_request("empty_body", "the PATCH brought no bytes")
-            }));
+        let whole = pending.len() as u64 >= room;
+        if pending.len() < image_probe::SNIFF_LEN && !whole {
+            // Too few bytes to tell what it is: a broken-off start is dropped (the client
+            // starts again from 0); a complete but tiny PATCH is kept and judged at the end.
+            if let Some(error) = interrupted {
+                return Err(error);
+            }
+            if pending.is_empty() {
+                return Err(ApiError::bad_request(
+                    "empty_body",
+                    "the PATCH brought no bytes",
+                ));
+            }
+        } else {
+            let sniffed = image_probe::sniff(&pending).map(|f| f.content_type());
+            if !sniffed.is_some_and(|sniffed| allowed(upload, sniffed)) {
+                tus_finish::discard(state, upload.id).await;
+                return Err(not_an_image());
+            }
+            content_type = sniffed.map(str::to_owned);
         }
-        let sniffed = image_probe::sniff(&pending).map(|f| f.content_type());
-        let allowed = sniffed.is_some_and(|sniffed| {
-            upload
-                .content_types
-                .as_ref()
-                .is_none_or(|types| types.iter().any(|t| t == sniffed))
-        });
-        if !allowed {
-            tus_finish::discard(state, upload.id).await;
-            return Err(not_an_image());
-        }
-        content_type = sniffed.map(str::to_owned);
     }
     let chunk = format!(
         "tus/{}/{:020}-{}",
@@ -425,7 +434,7 @@ async fn append(
     }
     writer.finish().await?;
     let offset = upload.upload_offset + i64::try_from(received).unwrap_or(i64::MAX);
-    let recorded = db::tus::advance(
+    let recorded = match db::tus::advance(
         &state.db,
         upload.id,
         upload.upload_offset,
@@ -433,7 +442,15 @@ async fn append(
         &chunk,
         content_type.as_deref(),
     )
-    .await?;
+    .await
+    {
+        Ok(recorded) => recorded,
+        Err(error) => {
+            // Not recorded, so never read: the client sends these bytes again.
+            state.storage.delete(&chunk).await.ok();
+            return Err(error.into());
+        }
+    };
     if !recorded {
         // Another PATCH at the same offset won: its bytes count, not these.
         state.storage.delete(&chunk).await.ok();
@@ -476,6 +493,14 @@ async fn drain(stream: &mut axum::body::BodyDataStream) {
         }
     });
     drained.await.ok();
+}
+
+/// Whether the upload may be of `content_type` (its token's types; any image with a key).
+pub fn allowed(upload: &TusUpload, content_type: &str) -> bool {
+    upload
+        .content_types
+        .as_ref()
+        .is_none_or(|types| types.iter().any(|t| t == content_type))
 }
 
 /// 415 for bytes that are not an image the upload may be.

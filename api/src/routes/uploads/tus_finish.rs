@@ -3,6 +3,7 @@
 //! Idempotent: the media's id was chosen at creation and the upload's row is marked finished
 //! in the recording transaction, so a retried or concurrent finish records it once.
 
+use axum::http::StatusCode;
 use futures::TryStreamExt;
 use kiln_core::{
     db::{self, tus::TusUpload},
@@ -20,8 +21,10 @@ use crate::{
 /// How much of the start is kept for the header check.
 const HEAD_KEEP: usize = 256 * 1024;
 
-/// Records the finished upload as a media; returns its id. A refusal (not an image, too many
-/// pixels, over the quota) removes the upload: its bytes can never become a media.
+/// Records the finished upload as a media; returns its id. One request finishes an upload at
+/// a time (a session lock on a connection of its own, closed afterwards, so the lock dies
+/// with it whatever happens); another gets 409 `upload_finishing`. A refusal that no retry can
+/// cure (not an image, too many pixels, too large) removes the upload.
 pub async fn finish(
     state: &AppState,
     upload: &TusUpload,
@@ -30,8 +33,51 @@ pub async fn finish(
     if upload.finished_at.is_some() {
         return Ok(upload.media_id);
     }
+    let mut lock = state.db.acquire().await?.detach();
+    if !db::tus::try_lock_finishing(&mut lock, upload.id).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "upload_finishing",
+            "another request is recording this upload; ask HEAD again in a moment",
+        ));
+    }
+    let finished = finish_locked(state, upload.id, trace).await;
+    if let Err(error) = sqlx::Connection::close(lock).await {
+        tracing::debug!(%error, "closing an upload's lock connection");
+    }
+    finished
+}
+
+/// [`finish`], holding the upload's finishing lock.
+async fn finish_locked(
+    state: &AppState,
+    id: Uuid,
+    trace: Option<String>,
+) -> Result<Uuid, ApiError> {
+    // Read again under the lock: a finisher before this one may have recorded it.
+    let upload = db::tus::find(&state.db, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("upload"))?;
+    if upload.finished_at.is_some() {
+        return Ok(upload.media_id);
+    }
+    // Named now, not at creation: media ids order lists by creation, and this media is
+    // created now. (An earlier attempt that died before committing leaves an original no
+    // media names; the sweep of orphans removes it.)
+    let mut upload = upload;
+    upload.media_id = Uuid::now_v7();
+    db::tus::set_media_id(&state.db, upload.id, upload.media_id).await?;
     let original_key = format!("originals/{}", upload.media_id);
-    let received = assemble(state, upload, &original_key).await?;
+    let received = match assemble(state, &upload, &original_key).await {
+        Ok(received) => received,
+        Err(error) => {
+            if is_final(&error) {
+                state.storage.delete(&original_key).await.ok();
+                discard(state, upload.id).await;
+            }
+            return Err(error);
+        }
+    };
     let uploader = Uploader {
         tenant: upload.tenant.clone(),
         key_id: upload.api_key_id,
@@ -48,14 +94,19 @@ pub async fn finish(
             tracing::info!(upload.id = %upload.id, media.id = %upload.media_id, "resumable upload finished");
             Ok(upload.media_id)
         }
-        // Another request finished it first.
-        Err(error) if error.code() == "upload_finished" => Ok(upload.media_id),
-        Err(error) if error.status().is_client_error() => {
-            discard(state, upload.id).await;
+        Err(error) => {
+            if is_final(&error) {
+                discard(state, upload.id).await;
+            }
             Err(error)
         }
-        Err(error) => Err(error),
     }
+}
+
+/// Whether a refusal is about the bytes themselves, which no retry changes (a quota or an
+/// outage is not: the upload stays, to be finished later).
+fn is_final(error: &ApiError) -> bool {
+    matches!(error.status().as_u16(), 413 | 415 | 422)
 }
 
 /// Streams the chunks, in order, into `key`, hashing and counting them.
@@ -90,6 +141,7 @@ async fn assemble(state: &AppState, upload: &TusUpload, key: &str) -> Result<Rec
         .as_deref()
         .and_then(ImageFormat::from_content_type)
         .or_else(|| image_probe::sniff(&head))
+        .filter(|format| super::tus::allowed(upload, format.content_type()))
         .ok_or_else(super::tus::not_an_image)?;
     Ok(Received {
         format,
