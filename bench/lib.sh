@@ -40,6 +40,19 @@ rss() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 hwm() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 json_field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
 upload() { curl -fsS -X POST "http://$KILN_API_ADDR/v1/media" -H "Authorization: Bearer $key" --data-binary "@$1"; }
+# A copy of JPEG $1 with a comment of its own: Kiln shares the files of identical uploads (no
+# second job), so a benchmark that means to process a photo again uploads a unique copy.
+unique_copy() {
+  local copy
+  copy=$(mktemp -p "$storage" unique-XXXXXX.jpg)
+  python3 - "$1" "$copy" <<'PY'
+import sys, uuid
+body = open(sys.argv[1], "rb").read()
+text = f"kiln-bench {uuid.uuid4()}".encode()
+open(sys.argv[2], "wb").write(body[:2] + b"\xff\xfe" + (len(text) + 2).to_bytes(2, "big") + text + body[2:])
+PY
+  echo "$copy"
+}
 wait_ready() {
   local status
   for _ in $(seq 600); do

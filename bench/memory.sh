@@ -13,8 +13,8 @@ cd "$(dirname "$0")/.."
 # Warm up (first connections, pools), so the peak below is the jobs' own.
 wait_ready "$(upload "$photo" | json_field id)"
 worker_before=$(rss "$worker")
-upload "$photo" >"$storage/a.json" & first=$!
-upload "$photo" >"$storage/b.json" & second=$!
+upload "$(unique_copy "$photo")" >"$storage/a.json" & first=$!
+upload "$(unique_copy "$photo")" >"$storage/b.json" & second=$!
 wait "$first" "$second"
 for answer in a b; do
   wait_ready "$(json_field id <"$storage/$answer.json")"

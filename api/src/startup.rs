@@ -148,8 +148,10 @@ pub fn build_state(config: Config) -> anyhow::Result<AppState> {
         publisher,
         templates,
         keys: crate::auth::KeyCache::new(config.auth_cache_ttl),
-        signer: kiln_core::media_urls::UrlSigner::new(&config.media_urls),
-        settings: crate::tenant_settings::SettingsCache::new(config.auth_cache_ttl),
+        signer: Arc::new(kiln_core::media_urls::UrlSigner::new(&config.media_urls)),
+        settings: Arc::new(crate::tenant_settings::SettingsCache::new(
+            config.auth_cache_ttl,
+        )),
         rates: crate::limits::rate::RateLimiter::new(),
         uploads: crate::limits::uploads::UploadSlots::new(&config.limits, cache.clone()),
         config: Arc::new(config),

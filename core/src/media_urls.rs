@@ -53,19 +53,45 @@ impl UrlSigner {
         Self { keys, max_ttl_secs }
     }
 
+    /// The expiry of URLs handed out at `now` (unix seconds) to work for `ttl`: rounded up to
+    /// the step, so that every URL handed out within one step is the same string.
+    pub fn expiry(now: i64, ttl: Duration) -> i64 {
+        let ttl = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 4).max(1);
+        let step = (ttl / 8).clamp(1, MAX_STEP_SECS);
+        (now.saturating_add(ttl) + step - 1) / step * step
+    }
+
     /// The query string (with its `?`) that makes `path` work for `ttl` from `now` (unix
     /// seconds); returns it with the expiry it carries.
     pub fn expiring(&self, path: &str, now: i64, ttl: Duration) -> (String, i64) {
-        let ttl = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 4).max(1);
-        let step = (ttl / 8).clamp(1, MAX_STEP_SECS);
-        let expires = (now.saturating_add(ttl) + step - 1) / step * step;
-        let sig = self.mac(0, path, &expires.to_string());
-        (format!("?expires={expires}&sig={sig}"), expires)
+        let expires = Self::expiry(now, ttl);
+        let mut query = String::with_capacity(72);
+        self.append_query(&mut query, path, Some(&expires.to_string()));
+        (query, expires)
     }
 
     /// The query string (with its `?`) of a permanent public URL of `path`.
     pub fn permanent(&self, path: &str) -> String {
-        format!("?sig={}", self.mac(0, path, "public"))
+        let mut query = String::with_capacity(48);
+        self.append_query(&mut query, path, None);
+        query
+    }
+
+    /// Appends the query string that signs `path`: `?expires=<expires>&sig=...`, or `?sig=...`
+    /// for a permanent URL (`expires` is `None`). Writes into `out` without allocating, for
+    /// the answers that sign a dozen URLs each.
+    pub fn append_query(&self, out: &mut String, path: &str, expires: Option<&str>) {
+        let mut mac = self.keys[0].clone();
+        feed(&mut mac, path, expires.unwrap_or("public"));
+        match expires {
+            Some(expires) => {
+                out.push_str("?expires=");
+                out.push_str(expires);
+                out.push_str("&sig=");
+            }
+            None => out.push_str("?sig="),
+        }
+        URL_SAFE_NO_PAD.encode_string(mac.finalize().into_bytes(), out);
     }
 
     /// Checks a signature of `path` against the expiry it came with (`None`: a permanent URL),
@@ -95,12 +121,6 @@ impl UrlSigner {
             (true, Some(expires)) if expires > latest => Err(Refusal::Invalid),
             (true, _) => Ok(()),
         }
-    }
-
-    fn mac(&self, key: usize, path: &str, scope: &str) -> String {
-        let mut mac = self.keys[key].clone();
-        feed(&mut mac, path, scope);
-        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
     }
 }
 

@@ -24,7 +24,12 @@ pub fn sign_view(view: &str, signer: &UrlSigner, mode: UrlMode, now: i64) -> Str
     let Some(start) = view.rfind(KEY) else {
         return view.to_owned();
     };
-    let mut signed = String::with_capacity(view.len() + 512);
+    // One expiry for the whole answer, formatted once.
+    let expires = match mode {
+        UrlMode::Expiring(ttl) => Some(UrlSigner::expiry(now, ttl).to_string()),
+        UrlMode::Permanent => None,
+    };
+    let mut signed = String::with_capacity(view.len() + 1024);
     signed.push_str(&view[..start]);
     let mut rest = &view[start..];
     while let Some(found) = rest.find(URL_START) {
@@ -34,10 +39,7 @@ pub fn sign_view(view: &str, signer: &UrlSigner, mode: UrlMode, now: i64) -> Str
         };
         let path = &rest[path_start..path_start + len];
         signed.push_str(&rest[..path_start + len]);
-        match mode {
-            UrlMode::Expiring(ttl) => signed.push_str(&signer.expiring(path, now, ttl).0),
-            UrlMode::Permanent => signed.push_str(&signer.permanent(path)),
-        }
+        signer.append_query(&mut signed, path, expires.as_deref());
         rest = &rest[path_start + len..];
     }
     signed.push_str(rest);
