@@ -16,6 +16,9 @@ use sha2::Sha256;
 
 use crate::config::MediaUrls;
 
+/// How far apart the clocks of the processes that sign and check may be.
+const CLOCK_SLACK_SECS: i64 = 300;
+
 /// The longest rounding step of an expiry.
 const MAX_STEP_SECS: i64 = 3_600;
 
@@ -112,9 +115,10 @@ impl UrlSigner {
             feed(&mut mac, path, &scope);
             mac.verify_slice(&sig).is_ok()
         });
+        // Plus the rounding step and a few minutes for clocks that disagree.
         let latest = now
             .saturating_add(self.max_ttl_secs)
-            .saturating_add(MAX_STEP_SECS);
+            .saturating_add(MAX_STEP_SECS + CLOCK_SLACK_SECS);
         match (valid, expires) {
             (false, _) => Err(Refusal::Invalid),
             (true, Some(expires)) if expires < now => Err(Refusal::Expired),

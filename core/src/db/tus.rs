@@ -179,20 +179,22 @@ pub async fn advance(
     Ok(moved.rows_affected() == 1)
 }
 
-/// Names the media an unfinished upload becomes (under its finishing lock).
+/// Names the media an unfinished upload becomes (under its finishing lock); `false` if it is
+/// finished or gone.
 pub async fn set_media_id(
     db: impl PgExecutor<'_>,
     id: Uuid,
     media_id: Uuid,
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "UPDATE tus_uploads SET media_id = $2 WHERE id = $1 AND finished_at IS NULL",
+) -> Result<bool, sqlx::Error> {
+    let named = sqlx::query!(
+        "UPDATE tus_uploads SET media_id = $2
+         WHERE id = $1 AND finished_at IS NULL AND expires_at > now()",
         id,
         media_id,
     )
     .execute(db)
     .await?;
-    Ok(())
+    Ok(named.rows_affected() == 1)
 }
 
 /// What marking an upload finished found.

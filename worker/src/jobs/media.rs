@@ -46,7 +46,12 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
     if media.status == "deleted" {
         // Decided under the content lock: a duplicate upload either committed before (and is
         // rendered for below) or sees this media deleted and makes its own.
+        // The job row first, then the content lock: the order of every other transaction
+        // that takes both (the success below, a burial).
         let mut tx = ctx.db.begin().await.retry()?;
+        let current = db::jobs::mark_succeeded(&mut *tx, job.id, job.attempts)
+            .await
+            .retry()?;
         db::media::lock_content(&mut tx, &media.tenant, &media.sha256)
             .await
             .retry()?;
@@ -57,12 +62,13 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
             // Deleted before its turn came, and no duplicate upload waits for its files:
             // nothing to render, and its files are being removed.
             tracing::info!(media.id = %media_id, "media was deleted; nothing to do");
-            db::jobs::mark_succeeded(&mut *tx, job.id, job.attempts)
-                .await
-                .retry()?;
-            tx.commit().await.retry()?;
+            if current {
+                tx.commit().await.retry()?;
+            }
             return Ok(());
         }
+        // A duplicate waits for the files: rendered below, where the success is recorded.
+        drop(tx);
     }
     db::media::mark_processing(&ctx.db, media_id)
         .await

@@ -26,15 +26,19 @@ pub enum Wanted {
 /// Reads `Range` against a file of `size` bytes. Several ranges are answered with the whole
 /// file, which §14.2 allows and which keeps multipart/byteranges out of the picture.
 pub fn wanted(range: Option<&str>, size: u64) -> Wanted {
+    match parse(range, size) {
+        // No byte of an empty file can be asked for (a malformed header is still ignored).
+        Wanted::Part(_) if size == 0 => Wanted::Unsatisfiable,
+        wanted => wanted,
+    }
+}
+
+fn parse(range: Option<&str>, size: u64) -> Wanted {
     let Some(spec) = range.and_then(|r| r.trim().strip_prefix("bytes=")) else {
         return Wanted::Whole;
     };
     if spec.contains(',') {
         return Wanted::Whole;
-    }
-    if size == 0 {
-        // No byte of an empty file can be asked for.
-        return Wanted::Unsatisfiable;
     }
     let Some((first, last)) = spec.trim().split_once('-') else {
         return Wanted::Whole;
@@ -99,6 +103,9 @@ mod tests {
         assert_eq!(wanted(Some("bytes=95-"), 100), Wanted::Part(95..100));
         assert_eq!(wanted(Some("bytes=-10"), 100), Wanted::Part(90..100));
         assert_eq!(wanted(Some("bytes=-500"), 100), Wanted::Part(0..100));
+        assert_eq!(wanted(Some("bytes=-5"), 0), Wanted::Unsatisfiable);
+        assert_eq!(wanted(Some("bytes=5-"), 0), Wanted::Unsatisfiable);
+        assert_eq!(wanted(Some("bytes=x"), 0), Wanted::Whole);
         assert_eq!(wanted(Some("bytes=100-"), 100), Wanted::Unsatisfiable);
         assert_eq!(wanted(Some("bytes=100-120"), 100), Wanted::Unsatisfiable);
         assert_eq!(wanted(Some("bytes=-0"), 100), Wanted::Unsatisfiable);

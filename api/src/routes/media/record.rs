@@ -81,6 +81,9 @@ pub async fn record(
         width: i32::try_from(width).unwrap_or(i32::MAX),
         height: i32::try_from(height).unwrap_or(i32::MAX),
     };
+    // Read before the transaction: it may ask Postgres, which must not wait for a second
+    // connection while this one holds the content lock.
+    let mode = super::get::url_mode(state, &uploader.tenant, None).await?;
     let recorded = async {
         let mut tx = state.db.begin().await?;
         claim_for(&mut tx, claim, media_id).await?;
@@ -98,7 +101,7 @@ pub async fn record(
                 metadata: metadata.clone(),
             };
             return Ok(Recorded::Duplicate(
-                record_duplicate(state, tx, uploader, duplicate, trace.clone()).await?,
+                record_duplicate(state, tx, uploader, duplicate, trace.clone(), mode).await?,
             ));
         }
         let job = db::jobs::insert(
@@ -227,6 +230,7 @@ async fn record_duplicate(
     uploader: &Uploader,
     duplicate: Duplicate,
     trace: Option<String>,
+    mode: super::sign::UrlMode,
 ) -> Result<Response, ApiError> {
     let Duplicate {
         id,
@@ -239,7 +243,6 @@ async fn record_duplicate(
         .unwrap_or(source.id);
     // The job that makes (or made) the shared files: the owner's, not a duplicate's (none).
     let owner_job = db::media::job_of(&mut *tx, owner).await?;
-    let mode = super::get::url_mode(state, &uploader.tenant, None).await?;
     db::media::insert_duplicate(&mut tx, id, &source, owner, bytes, uploader.key_id).await?;
     db::media::set_metadata(&mut *tx, id, &metadata).await?;
     let ready = source.status == "ready";

@@ -174,7 +174,7 @@ pub async fn create(State(state): State<AppState>, request: Request) -> Result<R
     responses(
         (status = 200, description = "`Upload-Offset` and `Upload-Length`; `Kiln-Media-Id` once finished"),
         (status = 404, description = "No such upload (or expired, or another tenant's)"),
-        (status = 409, description = "Another request is recording the finished upload"),
+        (status = 423, description = "Another request is recording the finished upload; retry"),
         (status = 413, description = "The finished upload is too large to record (it is removed)"),
         (status = 415, description = "The finished upload is not an image it may be (it is removed)"),
         (status = 422, description = "The finished upload's image is refused (it is removed)"),
@@ -226,7 +226,8 @@ pub async fn head(
             ("Kiln-Media-Id" = Option<String>, description = "The media, once the upload is complete"))),
         (status = 400, description = "`invalid_upload_offset`, `upload_interrupted`, `empty_body`, `tus_resumable_missing`", body = crate::openapi::ErrorBody),
         (status = 404, description = "`not_found`: no such upload (or expired, or another tenant's)", body = crate::openapi::ErrorBody),
-        (status = 409, description = "`offset_mismatch`: Upload-Offset is not the upload's offset; `upload_finishing`: another request is recording the finished upload", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`offset_mismatch`: Upload-Offset is not the upload's offset", body = crate::openapi::ErrorBody),
+        (status = 423, description = "`upload_finishing`: another request is recording the finished upload; retry", body = crate::openapi::ErrorBody),
         (status = 412, description = "`tus_version_unsupported`: Tus-Resumable names another version (without it: 400 `tus_resumable_missing`)", body = crate::openapi::ErrorBody),
         (status = 413, description = "`payload_too_large`: more bytes than Upload-Length", body = crate::openapi::ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the first bytes are not an image the upload may be (the upload is removed); `invalid_content_type`: the body is not application/offset+octet-stream", body = crate::openapi::ErrorBody),

@@ -1,7 +1,8 @@
 //! Finishing a tus upload: its chunks become one original, which is recorded exactly as a
 //! `POST /v1/media` upload is (header check, quota, dedupe, media and job in one transaction).
-//! Idempotent: the media's id was chosen at creation and the upload's row is marked finished
-//! in the recording transaction, so a retried or concurrent finish records it once.
+//! Idempotent: one finisher at a time (a lock), the media's id written to the upload's row
+//! before its original is assembled, and the row marked finished in the recording
+//! transaction, so a retried or concurrent finish records it once.
 
 use axum::http::StatusCode;
 use futures::TryStreamExt;
@@ -23,7 +24,7 @@ const HEAD_KEEP: usize = 256 * 1024;
 
 /// Records the finished upload as a media; returns its id. One request finishes an upload at
 /// a time (a session lock on a connection of its own, closed afterwards, so the lock dies
-/// with it whatever happens); another gets 409 `upload_finishing`. A refusal that no retry can
+/// with it whatever happens); another gets 423 `upload_finishing`. A refusal that no retry can
 /// cure (not an image, too many pixels, too large) removes the upload.
 pub async fn finish(
     state: &AppState,
@@ -35,8 +36,10 @@ pub async fn finish(
     }
     let mut lock = state.db.acquire().await?.detach();
     if !db::tus::try_lock_finishing(&mut lock, upload.id).await? {
+        // 423, as tus servers answer a locked upload: tus clients retry it (a 409 from HEAD
+        // makes tus-js-client start the whole upload again).
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
+            StatusCode::LOCKED,
             "upload_finishing",
             "another request is recording this upload; ask HEAD again in a moment",
         ));
@@ -66,7 +69,13 @@ async fn finish_locked(
     // media names; the sweep of orphans removes it.)
     let mut upload = upload;
     upload.media_id = Uuid::now_v7();
-    db::tus::set_media_id(&state.db, upload.id, upload.media_id).await?;
+    if !db::tus::set_media_id(&state.db, upload.id, upload.media_id).await? {
+        // Finished (by a finisher whose commit landed after this one read the row) or gone.
+        return match db::tus::find(&state.db, id).await? {
+            Some(upload) if upload.finished_at.is_some() => Ok(upload.media_id),
+            _ => Err(ApiError::not_found("upload")),
+        };
+    }
     let original_key = format!("originals/{}", upload.media_id);
     let received = match assemble(state, &upload, &original_key).await {
         Ok(received) => received,
