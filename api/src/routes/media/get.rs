@@ -2,16 +2,12 @@
 
 use std::time::Duration;
 
-use axum::{
-    extract::State,
-    http::{HeaderValue, StatusCode, header},
-    response::{IntoResponse, Response},
-};
+use axum::{extract::State, http::StatusCode, response::Response};
 use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{
-    sign::{UrlMode, sign_view},
+    sign::{UrlMode, signed_answer},
     view::load,
 };
 use crate::{
@@ -49,18 +45,7 @@ pub async fn get_media(
     caller.require(scope::MEDIA)?;
     let mode = url_mode(&state, &caller.tenant, query.url_ttl).await?;
     let media = load(&state, id, &caller.tenant).await?;
-    let body = sign_view(
-        media.view.get(),
-        &state.signer,
-        mode,
-        chrono::Utc::now().timestamp(),
-    );
-    let mut response = body.into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    Ok(response)
+    Ok(signed_answer(media.view.get(), &state.signer, mode))
 }
 
 /// How the URLs of an answer to `tenant` are made, with the lifetime it asked for.

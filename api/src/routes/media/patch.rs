@@ -1,16 +1,12 @@
 //! `PATCH /v1/media/{id}`: the app's metadata on a media.
 
-use axum::{
-    extract::State,
-    http::{HeaderValue, header},
-    response::{IntoResponse, Response},
-};
+use axum::{extract::State, response::Response};
 use kiln_core::db;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::{get::url_mode, metadata, sign::sign_view, view::load};
+use super::{get::url_mode, metadata, sign::signed_answer, view::load};
 use crate::{
     auth::{Caller, scope},
     error::ApiError,
@@ -62,16 +58,5 @@ pub async fn patch_media(
     state.cache.invalidate(&state.cache.key("media", id)).await;
     let mode = url_mode(&state, &caller.tenant, None).await?;
     let media = load(&state, id, &caller.tenant).await?;
-    let body = sign_view(
-        media.view.get(),
-        &state.signer,
-        mode,
-        chrono::Utc::now().timestamp(),
-    );
-    let mut response = body.into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    Ok(response)
+    Ok(signed_answer(media.view.get(), &state.signer, mode))
 }

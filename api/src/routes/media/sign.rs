@@ -14,6 +14,21 @@ pub enum UrlMode {
     Permanent,
 }
 
+/// A 200 JSON answer of a (cached) media view, its URLs signed now.
+pub fn signed_answer(view: &str, signer: &UrlSigner, mode: UrlMode) -> axum::response::Response {
+    use axum::{
+        http::{HeaderValue, header},
+        response::IntoResponse,
+    };
+    let body = sign_view(view, signer, mode, chrono::Utc::now().timestamp());
+    let mut response = body.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
 /// The JSON of a media view with every variant URL signed. The view's last fields are its
 /// `variants` and `variant_urls` (see `MediaView`), so the URLs are the `"/v1/media/..."`
 /// strings after the last `"variants":` key; what precedes it (metadata an app chose, an
