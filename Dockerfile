@@ -16,7 +16,8 @@ WORKDIR /src
 # aws-lc-sys (pulled in by object_store's S3 client) builds its vendored AWS-LC with cc; never
 # let it probe the image's OpenSSL headers. libwebp-sys builds libwebp from source with cc too,
 # so gcc and make from the base image cover those. libjpeg-turbo (turbojpeg-sys) is built from
-# its bundled source with cmake, and nasm for its SIMD code, then linked statically.
+# its bundled source with cmake, and nasm for its SIMD code, then linked statically; so are
+# libavif and libaom (AVIF output), so the runtime image needs no codec library.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends cmake nasm \
  && rm -rf /var/lib/apt/lists/*

@@ -71,7 +71,7 @@ pub async fn media_outcome(
     let variants: Vec<Value> = variants
         .iter()
         .map(|v| {
-            let extension = if v.format == "webp" { "webp" } else { "jpg" };
+            let extension = kiln_core::views::extension(&v.format);
             json!({
                 "name": v.name, "format": v.format, "width": v.width, "height": v.height,
                 "bytes": v.bytes,

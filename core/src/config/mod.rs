@@ -8,11 +8,13 @@ use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 use secrecy::SecretString;
 
 mod browser_uploads;
+mod image_output;
 mod limits;
 mod media_urls;
 mod webhooks;
 
 pub use browser_uploads::BrowserUploads;
+pub use image_output::AvifOutput;
 pub use limits::{Limits, Rate, RateLimits, parse_networks, parse_rate};
 pub use media_urls::MediaUrls;
 pub use webhooks::Webhooks;
@@ -113,6 +115,8 @@ pub struct Config {
     pub jpeg_quality: u8,
     /// WebP (lossy) quality of variants, 1–100.
     pub webp_quality: u8,
+    /// AVIF variants too, with these settings (`KILN_FORMATS=jpeg,webp,avif`); off by default.
+    pub avif: Option<AvifOutput>,
     /// Run pending migrations at start-up.
     pub migrate: bool,
     /// How long a cached read stays in Redis.
@@ -264,6 +268,7 @@ impl Config {
             cpu_threads: env.bounded("KILN_CPU_THREADS", cpus, 1, 1024)?,
             jpeg_quality: env.bounded("KILN_JPEG_QUALITY", 82, 1, 100)?,
             webp_quality: env.bounded("KILN_WEBP_QUALITY", 80, 1, 100)?,
+            avif: image_output::read(&env)?,
             migrate: env.parse("KILN_MIGRATE", "false")?,
             cache_ttl: Duration::from_secs(env.bounded("KILN_CACHE_TTL_SECS", 300, 1, 86_400)?),
             header_timeout: Duration::from_secs(env.bounded(

@@ -123,3 +123,39 @@ async fn a_second_upload_of_the_same_bytes_shares_the_first_ones_files() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[tokio::test]
+async fn a_pending_duplicate_still_becomes_ready_when_its_owner_is_deleted_first() {
+    let app = spawn_app_with(Options {
+        without_worker: true,
+        ..Options::default()
+    })
+    .await;
+    let photo = images::sideways_jpeg(300, 200);
+    let owner = app.upload(photo.clone()).await;
+    assert_eq!(owner.status, StatusCode::ACCEPTED, "{:?}", owner.body);
+    let owner_id = owner.body["id"].as_str().expect("id").to_owned();
+    let duplicate = app.upload(photo).await;
+    assert_eq!(duplicate.body["duplicate_of"], owner_id.as_str());
+    let duplicate_id = duplicate.body["id"].as_str().expect("id").to_owned();
+
+    // The owner goes before its job has run: its job and its cleanup are both queued, and
+    // whichever the worker takes first, the duplicate must end ready with files of its own.
+    let deleted = app
+        .send(Method::DELETE, &format!("/v1/media/{owner_id}"), None)
+        .await;
+    assert_eq!(deleted.status, StatusCode::ACCEPTED, "{:?}", deleted.body);
+    let _worker = Process::spawn("kiln-worker", &[], app.env()).expect("worker");
+    let cleanup = app
+        .wait_for_job(deleted.body["job_id"].as_str().expect("job"))
+        .await;
+    assert_eq!(cleanup["status"], "succeeded", "{cleanup}");
+    let media = app.wait_for_media(&duplicate_id).await;
+    assert_eq!(media["status"], "ready", "{media}");
+    for variant in media["variants"].as_array().expect("variants") {
+        let response = app.download(variant["url"].as_str().expect("url")).await;
+        assert_eq!(response.status(), StatusCode::OK, "{variant}");
+    }
+    let gone = app.get(&format!("/v1/media/{owner_id}")).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+}

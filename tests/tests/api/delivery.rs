@@ -341,3 +341,69 @@ async fn behind_nginx_the_bytes_are_left_to_nginx_once_the_signature_is_checked(
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     assert!(!refused.headers().contains_key("x-accel-redirect"));
 }
+
+#[tokio::test]
+async fn signed_urls_outlive_a_key_rotation_and_die_when_the_old_key_is_dropped() {
+    const OLD: &str = "old-url-signing-key-0123456789abcdef";
+    const NEW: &str = "new-url-signing-key-0123456789abcdef";
+    let app =
+        kiln_tests::spawn_app_with(kiln_tests::Options::default().env("KILN_URL_SIGNING_KEY", OLD))
+            .await;
+    let media = ready_media(&app).await;
+    let old_url = url_of(&media, "small", "jpeg");
+
+    // Another API process on the same data, as a deploy brings it up.
+    let api_with = |keys: &[(&str, &str)]| {
+        let mut env = app.env().clone();
+        env.remove("KILN_URL_SIGNING_KEY_PREVIOUS");
+        for (name, value) in keys {
+            env.insert((*name).to_owned(), (*value).to_owned());
+        }
+        kiln_tests::Process::spawn("kiln-api", &[], &env).expect("api")
+    };
+    let get = |address: String, url: String| async move {
+        reqwest::get(format!("http://{address}{url}"))
+            .await
+            .expect("request")
+            .status()
+    };
+
+    let rotated = api_with(&[
+        ("KILN_URL_SIGNING_KEY", NEW),
+        ("KILN_URL_SIGNING_KEY_PREVIOUS", OLD),
+    ]);
+    let rotated_address = rotated
+        .wait_for_field("listening", "addr")
+        .await
+        .expect("listening");
+    assert_eq!(
+        get(rotated_address.clone(), old_url.clone()).await,
+        StatusCode::OK,
+        "a URL signed with the previous key still works"
+    );
+    let id = media["id"].as_str().expect("id");
+    let fresh: Value = app
+        .client
+        .get(format!("http://{rotated_address}/v1/media/{id}"))
+        .bearer_auth(&app.key)
+        .send()
+        .await
+        .expect("media")
+        .json()
+        .await
+        .expect("json");
+    let new_url = url_of(&fresh, "small", "jpeg");
+    assert_ne!(new_url, old_url, "signed with the new key");
+
+    let dropped = api_with(&[("KILN_URL_SIGNING_KEY", NEW)]);
+    let dropped_address = dropped
+        .wait_for_field("listening", "addr")
+        .await
+        .expect("listening");
+    assert_eq!(get(dropped_address.clone(), new_url).await, StatusCode::OK);
+    assert_eq!(
+        get(dropped_address, old_url).await,
+        StatusCode::FORBIDDEN,
+        "the old key's URLs end with it"
+    );
+}

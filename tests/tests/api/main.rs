@@ -1,6 +1,7 @@
 //! End-to-end tests of the API and worker binaries against real Postgres, Redis and RabbitMQ.
 
 mod auth;
+mod avif;
 mod backups;
 mod cache;
 mod compose;

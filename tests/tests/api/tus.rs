@@ -400,3 +400,96 @@ async fn pages_of_the_configured_origins_may_call_the_api() {
             .contains_key("access-control-allow-origin")
     );
 }
+
+/// Files under `tus/<upload>/` in the test's storage.
+fn chunks_of(app: &TestApp, upload: &str) -> Vec<std::path::PathBuf> {
+    let dir = app.services.storage.path().join("tus").join(upload);
+    std::fs::read_dir(&dir)
+        .map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn the_sweep_removes_expired_uploads_and_chunks_no_upload_lists() {
+    let app = kiln_tests::spawn_app_with(
+        kiln_tests::Options::default().env("KILN_CLEANUP_GRACE_SECS", "0"),
+    )
+    .await;
+    let photo = noisy_jpeg();
+    let half = photo.len() / 2;
+    let mut uploads = Vec::new();
+    for _ in 0..2 {
+        let created = create(&app, &app.key, photo.len()).await;
+        assert_eq!(created.status(), StatusCode::CREATED);
+        let location = created.headers()["location"]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        let first = patch(&app, &app.key, &location, 0, photo[..half].to_vec().into())
+            .await
+            .expect("first half");
+        assert_eq!(first.status(), StatusCode::NO_CONTENT);
+        let id = location
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .expect("id");
+        uploads.push((location.clone(), id.to_owned()));
+    }
+    let (expired_location, expired_id) = &uploads[0];
+    let (live_location, live_id) = &uploads[1];
+    assert!(!chunks_of(&app, expired_id).is_empty());
+    let live_chunks = chunks_of(&app, live_id);
+
+    // One upload's time runs out; the other gains a chunk its upload never recorded (the
+    // request that wrote it died first), and a chunk of an upload that no longer exists.
+    sqlx::query("UPDATE tus_uploads SET expires_at = now() - interval '1 second' WHERE id = $1")
+        .bind(uuid::Uuid::parse_str(expired_id).expect("uuid"))
+        .execute(&app.services.db().await)
+        .await
+        .expect("expire");
+    let storage = app.services.storage.path().join("tus");
+    let unrecorded = storage.join(live_id).join(format!("{half}-9"));
+    std::fs::write(&unrecorded, b"unrecorded").expect("write");
+    let gone = uuid::Uuid::now_v7().to_string();
+    std::fs::create_dir_all(storage.join(&gone)).expect("dir");
+    std::fs::write(storage.join(&gone).join("0-5"), b"stale").expect("write");
+
+    let job = app.enqueue_schedule("hourly-cleanup");
+    app.wait_for_job_row(&job, "succeeded").await;
+
+    assert!(
+        chunks_of(&app, expired_id).is_empty(),
+        "the expired upload's chunks"
+    );
+    assert_eq!(
+        head(&app, &app.key, expired_location).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert!(!unrecorded.exists(), "the unrecorded chunk");
+    assert!(chunks_of(&app, &gone).is_empty(), "the gone upload's chunk");
+    assert_eq!(
+        chunks_of(&app, live_id),
+        live_chunks,
+        "the live upload's chunks"
+    );
+
+    // The live upload finishes as if nothing happened.
+    let rest = patch(
+        &app,
+        &app.key,
+        live_location,
+        half,
+        photo[half..].to_vec().into(),
+    )
+    .await
+    .expect("second half");
+    assert_eq!(rest.status(), StatusCode::NO_CONTENT);
+    let media_id = rest.headers()["kiln-media-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let media = app.wait_for_media(&media_id).await;
+    assert_eq!(media["status"], "ready", "{media}");
+    assert_eq!(media["sha256"], hex::encode(Sha256::digest(&photo)));
+}

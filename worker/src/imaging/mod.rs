@@ -5,7 +5,7 @@
 //! makes the largest variant from the decoded image and each smaller one from the smallest
 //! already-made image at least twice its width (cheaper, and Lanczos3 keeps the quality),
 //! crops `cover` variants around the most interesting region (`smartcrop`), then encodes each
-//! as JPEG and lossy WebP. Re-encoding drops all metadata, GPS included. The placeholder comes
+//! as JPEG, lossy WebP and (when configured) AVIF. Re-encoding drops all metadata, GPS included. The placeholder comes
 //! from the smallest whole-image variant.
 
 mod color;
@@ -22,20 +22,25 @@ pub use decode::{DecodeError, Decoded, decode, decode_scaled};
 pub use placeholder::Placeholder;
 
 use geometry::{Geometry, fit_height};
-use kiln_core::{config::VariantSpec, image_probe::ImageFormat};
+use kiln_core::{
+    config::{AvifOutput, VariantSpec},
+    image_probe::ImageFormat,
+};
 
 /// Encoder settings.
 #[derive(Debug, Clone, Copy)]
 pub struct Quality {
     pub jpeg: u8,
     pub webp: u8,
+    /// AVIF too, when configured (`KILN_FORMATS`).
+    pub avif: Option<AvifOutput>,
 }
 
 /// One encoded file.
 #[derive(Debug)]
 pub struct Rendered {
     pub name: String,
-    /// `jpeg` or `webp`, as stored in `media_variants.format`.
+    /// `jpeg`, `webp` or `avif`, as stored in `media_variants.format`.
     pub format: &'static str,
     pub width: u32,
     pub height: u32,
@@ -53,7 +58,7 @@ pub struct Rendition {
     pub placeholder: Placeholder,
 }
 
-/// Decodes `data` and renders every variant in `specs` in both formats, and the placeholder
+/// Decodes `data` and renders every variant in `specs` in every configured format, and the placeholder
 /// from the smallest whole-image variant.
 pub fn render(
     data: &[u8],
@@ -121,7 +126,19 @@ pub fn render(
             height: h,
             bytes: encode::webp(&pixels, quality.webp).map_err(DecodeError)?,
         });
-        // Resize plus both encodes: what one variant costs. Variant names come from config.
+        if let Some(avif) = quality.avif
+            && let Some(bytes) =
+                encode::avif(&pixels, avif.quality, avif.speed).map_err(DecodeError)?
+        {
+            files.push(Rendered {
+                name: spec.name.clone(),
+                format: "avif",
+                width: w,
+                height: h,
+                bytes,
+            });
+        }
+        // Resize plus every encode: what one variant costs. Variant names come from config.
         metrics::histogram!("kiln_resize_seconds", "variant" => spec.name.clone())
             .record(started.elapsed().as_secs_f64());
     }

@@ -10,7 +10,11 @@ use kiln_core::{config::VariantSpec, image_probe::ImageFormat};
 
 use super::{Quality, Rendition, render};
 
-const QUALITY: Quality = Quality { jpeg: 85, webp: 80 };
+const QUALITY: Quality = Quality {
+    jpeg: 85,
+    webp: 80,
+    avif: None,
+};
 
 fn specs() -> Vec<VariantSpec> {
     [("medium", 64), ("thumb", 16)]
@@ -280,4 +284,71 @@ fn tiny_and_thin_images_fill_their_boxes_without_upscaling() {
     );
     assert!(sizes.contains(&("avatar".into(), 1, 1)), "{sizes:?}");
     assert!(sizes.contains(&("hero".into(), 1, 200)), "{sizes:?}");
+}
+
+fn render_with_avif(data: &[u8], format: ImageFormat) -> Rendition {
+    let quality = Quality {
+        avif: Some(kiln_core::config::AvifOutput {
+            quality: 60,
+            speed: 9,
+        }),
+        ..QUALITY
+    };
+    render(data, format, &specs(), 10_000_000, quality).expect("renders")
+}
+
+#[test]
+fn avif_variants_decode_to_their_size_and_colours_when_configured() {
+    let image = RgbImage::from_fn(96, 60, |x, _| {
+        if x < 48 {
+            Rgb([200, 30, 30])
+        } else {
+            Rgb([30, 30, 200])
+        }
+    });
+    let png = encode(DynamicImage::ImageRgb8(image), image::ImageFormat::Png);
+
+    let rendition = render_with_avif(&png, ImageFormat::Png);
+
+    for spec in specs() {
+        let avif = rendition
+            .files
+            .iter()
+            .find(|f| f.name == spec.name && f.format == "avif")
+            .expect("an AVIF file per variant");
+        assert!(
+            libavif::is_avif(&avif.bytes),
+            "{} is an AVIF file",
+            spec.name
+        );
+        let decoded = libavif::decode_rgb(&avif.bytes).expect("decodes");
+        assert_eq!(
+            (decoded.width(), decoded.height()),
+            (avif.width, avif.height)
+        );
+        let (r, _, b, _) = decoded.pixel(avif.width / 4, avif.height / 2);
+        assert!(close(r, 200) && close(b, 30), "left stays red: {r} {b}");
+        let (r, _, b, _) = decoded.pixel(avif.width * 3 / 4, avif.height / 2);
+        assert!(close(r, 30) && close(b, 200), "right stays blue: {r} {b}");
+    }
+    assert!(
+        render_ok(&png, ImageFormat::Png)
+            .files
+            .iter()
+            .all(|f| f.format != "avif")
+    );
+}
+
+#[test]
+fn an_image_with_transparency_gets_no_avif_so_negotiation_serves_the_webp_that_keeps_it() {
+    let image = RgbaImage::from_fn(80, 40, |x, _| {
+        Rgba([0, 128, 0, if x < 40 { 0 } else { 255 }])
+    });
+    let png = encode(DynamicImage::ImageRgba8(image), image::ImageFormat::Png);
+
+    let rendition = render_with_avif(&png, ImageFormat::Png);
+
+    let formats: Vec<&str> = rendition.files.iter().map(|f| f.format).collect();
+    assert!(!formats.contains(&"avif"), "{formats:?}");
+    assert!(formats.contains(&"webp"), "{formats:?}");
 }

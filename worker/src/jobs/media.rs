@@ -19,7 +19,7 @@ use crate::{
 /// The storage key of a variant: derived only from ids and config, never from client input, and
 /// the same on every run so a re-run overwrites instead of duplicating.
 pub fn variant_key(media_id: Uuid, name: &str, format: &str) -> String {
-    let extension = if format == "webp" { "webp" } else { "jpg" };
+    let extension = kiln_core::views::extension(format);
     format!("variants/{media_id}/{name}.{extension}")
 }
 
@@ -93,6 +93,7 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
     let quality = Quality {
         jpeg: ctx.config.jpeg_quality,
         webp: ctx.config.webp_quality,
+        avif: ctx.config.avif,
     };
     // Rendering that outlasts most of the attempt's time limit is likely the image's cost: a
     // retry would hold a CPU just as long. The budget ends before the attempt's own time-out

@@ -51,7 +51,7 @@ enum Access {
 /// headers alone).
 #[utoipa::path(get, path = "/v1/media/{id}/variants/{file}", tag = "media", security((), ("bearer" = [])),
     params(("id" = Uuid, Path, description = "The media's id"),
-           ("file" = String, Path, description = "`<variant>.jpg`, `<variant>.webp`, or just `<variant>` to get the best format the media has of those the `Accept` header names (AVIF, WebP, else JPEG; the answer then varies on Accept). `.avif` is reserved: Kiln does not make AVIF yet"),
+           ("file" = String, Path, description = "`<variant>.jpg`, `<variant>.webp`, `<variant>.avif` (when the instance makes AVIF: `KILN_FORMATS`), or just `<variant>` to get the best format the media has of those the `Accept` header names (AVIF, WebP, else JPEG; the answer then varies on Accept)."),
            Signature,
            ("Range" = Option<String>, Header, description = "One byte range (`bytes=0-1023`); several ranges get the whole file"),
            ("If-None-Match" = Option<String>, Header, description = "ETags the client holds; a match is a 304")),
