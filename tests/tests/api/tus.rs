@@ -493,3 +493,78 @@ async fn the_sweep_removes_expired_uploads_and_chunks_no_upload_lists() {
     assert_eq!(media["status"], "ready", "{media}");
     assert_eq!(media["sha256"], hex::encode(Sha256::digest(&photo)));
 }
+
+#[tokio::test]
+async fn a_request_that_finds_the_upload_being_recorded_gets_423_and_one_media_results() {
+    let app = spawn_app().await;
+    let photo = noisy_jpeg();
+    let half = photo.len() / 2;
+    let created = create(&app, &app.key, photo.len()).await;
+    let location = created.headers()["location"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let id: uuid::Uuid = location
+        .rsplit('/')
+        .next()
+        .and_then(|id| id.parse().ok())
+        .expect("uuid");
+    let first = patch(&app, &app.key, &location, 0, photo[..half].to_vec().into())
+        .await
+        .expect("first half");
+    assert_eq!(first.status(), StatusCode::NO_CONTENT);
+
+    // Another request is recording the upload: it holds the upload's finishing lock (the
+    // session lock kiln-api takes, keyed by the upload id), here held by the test itself.
+    let mut recorder =
+        <sqlx::PgConnection as sqlx::Connection>::connect(&app.env()["DATABASE_URL"])
+            .await
+            .expect("connect");
+    let bytes = id.as_bytes();
+    let key = i64::from_be_bytes(bytes[8..16].try_into().expect("8 bytes")) ^ 0x6b75_735f_6669_6e69;
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(key)
+        .execute(&mut recorder)
+        .await
+        .expect("lock");
+
+    let last = patch(
+        &app,
+        &app.key,
+        &location,
+        half,
+        photo[half..].to_vec().into(),
+    )
+    .await
+    .expect("second half");
+    assert_eq!(last.status(), StatusCode::LOCKED);
+    assert_eq!(error_code(last).await, "upload_finishing");
+    let asked = head(&app, &app.key, &location).await;
+    assert_eq!(
+        asked.status(),
+        StatusCode::LOCKED,
+        "HEAD waits for the recorder too"
+    );
+
+    // The recorder goes away (its connection closes, as a crashed request's does): the next
+    // HEAD records the upload, once.
+    sqlx::Connection::close(recorder).await.expect("close");
+    let done = head(&app, &app.key, &location).await;
+    assert_eq!(done.status(), StatusCode::OK);
+    assert_eq!(offset_of(&done), photo.len());
+    let media_id = done.headers()["kiln-media-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let again = head(&app, &app.key, &location).await;
+    assert_eq!(again.headers()["kiln-media-id"], media_id.as_str());
+    let media = app.wait_for_media(&media_id).await;
+    assert_eq!(media["status"], "ready", "{media}");
+    let listed = app.get("/v1/media?limit=100").await;
+    assert_eq!(
+        listed.body["items"].as_array().expect("items").len(),
+        1,
+        "{:?}",
+        listed.body
+    );
+}
