@@ -56,10 +56,12 @@ FROM debian:bookworm-slim AS runtime
 # ca-certificates: system TLS roots, for any client (S3, SMTP, AMQP) that verifies against them.
 # postgresql-client: pg_dump for the worker's backup jobs.
 # curl: container health checks (GET /healthz).
+# ffmpeg: ffprobe checks video uploads (API), ffmpeg transcodes them (worker); run as child
+# processes, never linked.
 # bookworm's postgresql-client is version 15 and pg_dump refuses to dump a newer server, which
 # is why docker-compose.yml runs postgres:15.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates postgresql-client curl \
+ && apt-get install -y --no-install-recommends ca-certificates postgresql-client curl ffmpeg \
  && rm -rf /var/lib/apt/lists/*
 
 # Unprivileged user; /var/lib/kiln is local media storage (a named volume mounted there starts

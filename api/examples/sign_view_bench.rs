@@ -40,6 +40,8 @@ fn main() {
             "thumbhash": "1QcSHQRnh493V4dIh4eXh1h4kJUI", "blurhash": "LEHV6nWB2yk8pyo0adR*.7kCMdnj",
             "dominant_color": "#6e6e73"
         })),
+        video: None,
+        progress: None,
         created_at: chrono::Utc::now(),
         updated_at: chrono::Utc::now(),
     };

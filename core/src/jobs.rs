@@ -13,6 +13,9 @@ use uuid::Uuid;
 pub enum JobKind {
     /// Resize an upload into its variants.
     Media,
+    /// Transcode a video upload into its renditions and poster (its own queue: a long
+    /// transcode never delays images or email).
+    Video,
     /// Send one email.
     Email,
     /// Dump Postgres to storage.
@@ -36,8 +39,9 @@ pub enum JobKind {
 
 impl JobKind {
     /// Every kind, for declaring bindings.
-    pub const ALL: [JobKind; 9] = [
+    pub const ALL: [JobKind; 10] = [
         Self::Media,
+        Self::Video,
         Self::Email,
         Self::Backup,
         Self::Cleanup,
@@ -52,6 +56,7 @@ impl JobKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Media => "media",
+            Self::Video => "video",
             Self::Email => "email",
             Self::Backup => "backup",
             Self::Cleanup => "cleanup",
@@ -75,6 +80,7 @@ impl JobKind {
     pub fn queue(self) -> QueueKind {
         match self {
             Self::Media => QueueKind::Media,
+            Self::Video => QueueKind::Video,
             Self::Email => QueueKind::Email,
             Self::Backup => QueueKind::Backup,
             Self::Cleanup | Self::Digest | Self::Prune | Self::Noop => QueueKind::Maintenance,
@@ -105,6 +111,8 @@ impl std::str::FromStr for JobKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum QueueKind {
     Media,
+    /// Transcodes: long and CPU-bound, one at a time per worker by default.
+    Video,
     Email,
     Backup,
     Maintenance,
@@ -114,8 +122,9 @@ pub enum QueueKind {
 
 impl QueueKind {
     /// Every queue.
-    pub const ALL: [QueueKind; 5] = [
+    pub const ALL: [QueueKind; 6] = [
         Self::Media,
+        Self::Video,
         Self::Email,
         Self::Backup,
         Self::Maintenance,
@@ -126,6 +135,7 @@ impl QueueKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Media => "media",
+            Self::Video => "video",
             Self::Email => "email",
             Self::Backup => "backup",
             Self::Maintenance => "maintenance",
@@ -196,7 +206,7 @@ pub struct Envelope {
     pub traceparent: Option<String>,
 }
 
-/// Payload of a [`JobKind::Media`] job.
+/// Payload of a [`JobKind::Media`] or [`JobKind::Video`] job.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MediaPayload {
     pub media_id: Uuid,

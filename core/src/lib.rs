@@ -26,6 +26,7 @@ pub mod db;
 pub mod delivery;
 pub mod image_probe;
 pub mod jobs;
+pub mod media_format;
 pub mod media_urls;
 pub mod pg_tool;
 pub mod queue;
@@ -34,6 +35,7 @@ pub mod storage;
 pub mod telemetry;
 pub mod templates;
 pub mod trace_context;
+pub mod video_probe;
 pub mod views;
 
 pub use config::Config;

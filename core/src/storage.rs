@@ -43,6 +43,20 @@ pub struct Storage {
     local_root: Option<PathBuf>,
 }
 
+/// A stored object as a local file (see [`Storage::local_file`]).
+#[derive(Debug)]
+pub struct LocalFile {
+    path: PathBuf,
+    /// The temporary copy's directory, removed on drop.
+    _copy: Option<tempfile::TempDir>,
+}
+
+impl LocalFile {
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
 /// One stored object, as listed.
 #[derive(Debug, Clone)]
 pub struct StoredObject {
@@ -194,6 +208,49 @@ impl Storage {
             .into_stream()
             .map(|r| r.map_err(StorageError::from))
             .boxed())
+    }
+
+    /// The object as a file on this machine, for tools that need a seekable file (ffprobe,
+    /// ffmpeg: an MP4's index may sit at its end): the stored file itself with local storage,
+    /// a temporary copy (removed when dropped) with S3.
+    pub async fn local_file(&self, key: &str) -> Result<LocalFile, StorageError> {
+        if let Some(root) = &self.local_root {
+            let path = root.join(key);
+            if !tokio::fs::try_exists(&path).await? {
+                return Err(StorageError::NotFound(key.to_owned()));
+            }
+            return Ok(LocalFile { path, _copy: None });
+        }
+        let dir = tempfile::Builder::new().prefix("kiln-").tempdir()?;
+        let path = dir.path().join("object");
+        let (_, mut stream) = self.get_stream(key).await?;
+        let mut file = tokio::fs::File::create(&path).await?;
+        while let Some(chunk) = stream.next().await {
+            tokio::io::AsyncWriteExt::write_all(&mut file, &chunk?).await?;
+        }
+        tokio::io::AsyncWriteExt::flush(&mut file).await?;
+        Ok(LocalFile {
+            path,
+            _copy: Some(dir),
+        })
+    }
+
+    /// Stores the local file at `path` as `key`, streamed; returns its size.
+    pub async fn put_file(&self, key: &str, path: &std::path::Path) -> Result<u64, StorageError> {
+        let mut file = tokio::fs::File::open(path).await?;
+        let mut writer = self.writer(key).await?;
+        let mut buffer = vec![0; PART_SIZE];
+        let mut total = 0u64;
+        loop {
+            let read = tokio::io::AsyncReadExt::read(&mut file, &mut buffer).await?;
+            if read == 0 {
+                break;
+            }
+            total += read as u64;
+            writer.write(&buffer[..read]).await?;
+        }
+        writer.finish().await?;
+        Ok(total)
     }
 
     /// Deletes an object; deleting one that is already gone is not an error.

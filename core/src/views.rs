@@ -29,6 +29,12 @@ pub struct MediaView {
     /// dominant_color}` (ThumbHash in base64, BlurHash, `#rrggbb`).
     #[schema(value_type = Option<Object>)]
     pub placeholder: Option<serde_json::Value>,
+    /// A video's `{duration_seconds, bit_rate, codec, has_audio, rotation, hdr}`, as ffprobe
+    /// found them at upload; `null` for an image.
+    #[schema(value_type = Option<Object>)]
+    pub video: Option<serde_json::Value>,
+    /// How far a video's transcode is (0 to 1) while it is pending; `null` otherwise.
+    pub progress: Option<f32>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// Keep `variants` and `variant_urls` the last fields: the API signs the URLs in the
@@ -55,6 +61,7 @@ pub fn extension(format: &str) -> &'static str {
     match format {
         "webp" => "webp",
         "avif" => "avif",
+        "mp4" => "mp4",
         _ => "jpg",
     }
 }
@@ -68,8 +75,10 @@ pub fn variant_path(media_id: Uuid, file: &str) -> String {
 impl MediaView {
     /// The resource of `media` with its stored `variants`.
     pub fn build(media: &Media, stored: &[Variant]) -> Self {
+        // Negotiated URLs pick among image formats; a video's renditions have one format each.
         let variant_urls = stored
             .iter()
+            .filter(|v| v.format != "mp4")
             .map(|v| (v.name.clone(), variant_path(media.id, &v.name)))
             .collect();
         let variants = stored
@@ -94,6 +103,8 @@ impl MediaView {
             error: media.error.clone(),
             metadata: media.metadata.clone(),
             placeholder: media.placeholder.clone(),
+            video: media.video.clone(),
+            progress: media.progress,
             variants,
             variant_urls,
             created_at: media.created_at,

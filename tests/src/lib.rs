@@ -10,6 +10,7 @@ pub mod private;
 mod process;
 mod services;
 pub mod smtp;
+pub mod video;
 pub mod webhooks;
 
 use std::{collections::HashMap, path::PathBuf, time::Duration};

@@ -19,13 +19,24 @@ use uuid::Uuid;
 /// server's bind, or while a stopped server is down (a CI run lost a Postgres start to that).
 const PRIVATE_PORTS: std::ops::Range<u16> = 20_000..32_000;
 
+/// Ports [`free_port`] has handed out in this process.
+static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
 /// A port free now, picked at random from [`PRIVATE_PORTS`].
 pub fn free_port() -> u16 {
     let span = u32::from(PRIVATE_PORTS.end - PRIVATE_PORTS.start);
     for _ in 0..1000 {
         let random = u32::from_le_bytes(Uuid::new_v4().as_bytes()[..4].try_into().expect("4"));
         let port = PRIVATE_PORTS.start + u16::try_from(random % span).expect("in range");
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        // Never the same port twice in one test process: a test that asks for several (one
+        // per private service, or one nothing may answer at) must get distinct ones even
+        // before the first is bound (a CI run once pointed a "dead" URL at its own Postgres).
+        let fresh = HANDED_OUT
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(port);
+        if fresh && TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }

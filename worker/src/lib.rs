@@ -29,6 +29,7 @@ pub mod notify;
 pub mod reconcile;
 pub mod runner;
 pub mod slots;
+pub mod video;
 
 use std::sync::Arc;
 

@@ -119,10 +119,10 @@ async fn run(ctx: &Context, envelope: &Envelope, shutdown: &CancellationToken) -
     let started = std::time::Instant::now();
     let _in_flight = InFlight::start(kind);
 
-    let limit = ctx
-        .config
-        .job_timeout
-        .unwrap_or_else(|| jobs::timeout(kind));
+    let limit = ctx.config.job_timeout.unwrap_or_else(|| match kind {
+        JobKind::Video => jobs::video_job_timeout(ctx.config.video.timeout),
+        _ => jobs::timeout(kind),
+    });
     let result = match tokio::time::timeout(
         limit,
         AssertUnwindSafe(dispatch(ctx, kind, &job)).catch_unwind(),
@@ -332,6 +332,7 @@ pub(crate) async fn to_dead_queue(
 async fn dispatch(ctx: &Context, kind: JobKind, job: &Job) -> Result<(), JobError> {
     match kind {
         JobKind::Media => jobs::media::run(ctx, job).await,
+        JobKind::Video => jobs::video::run(ctx, job).await,
         JobKind::Email => jobs::email::run(ctx, job).await,
         JobKind::Backup => jobs::backup::run(ctx, job).await,
         JobKind::Cleanup => jobs::cleanup::run(ctx, job).await,
@@ -395,7 +396,9 @@ pub(crate) async fn bury_as(
             return Ok(None);
         }
         let mut after = match kind {
-            JobKind::Media => jobs::media::on_dead(ctx, &mut tx, job, error).await?,
+            JobKind::Media | JobKind::Video => {
+                jobs::media::on_dead(ctx, &mut tx, job, error).await?
+            }
             JobKind::Webhook => jobs::http::on_dead(&mut tx, job, error).await?,
             JobKind::Task => jobs::task::on_dead(&mut tx, job, error).await?,
             _ => jobs::media::AfterCommit::default(),

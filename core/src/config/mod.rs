@@ -11,12 +11,14 @@ mod browser_uploads;
 mod image_output;
 mod limits;
 mod media_urls;
+mod video;
 mod webhooks;
 
 pub use browser_uploads::BrowserUploads;
 pub use image_output::AvifOutput;
 pub use limits::{Limits, Rate, RateLimits, parse_networks, parse_rate};
 pub use media_urls::MediaUrls;
+pub use video::VideoConfig;
 pub use webhooks::Webhooks;
 
 /// A configuration value that could not be used; the message names the variable.
@@ -117,6 +119,8 @@ pub struct Config {
     pub webp_quality: u8,
     /// AVIF variants too, with these settings (`KILN_FORMATS=jpeg,webp,avif`); off by default.
     pub avif: Option<AvifOutput>,
+    /// Video uploads and their transcoding.
+    pub video: VideoConfig,
     /// Run pending migrations at start-up.
     pub migrate: bool,
     /// How long a cached read stays in Redis.
@@ -200,6 +204,7 @@ impl Config {
         for kind in crate::jobs::JobKind::ALL {
             let var = match kind {
                 crate::jobs::JobKind::Media => "KILN_MAX_ATTEMPTS_MEDIA",
+                crate::jobs::JobKind::Video => "KILN_MAX_ATTEMPTS_VIDEO",
                 crate::jobs::JobKind::Email => "KILN_MAX_ATTEMPTS_EMAIL",
                 crate::jobs::JobKind::Backup => "KILN_MAX_ATTEMPTS_BACKUP",
                 crate::jobs::JobKind::Cleanup => "KILN_MAX_ATTEMPTS_CLEANUP",
@@ -217,6 +222,7 @@ impl Config {
         for queue in crate::jobs::QueueKind::ALL {
             let var = match queue {
                 crate::jobs::QueueKind::Media => "KILN_CONCURRENCY_MEDIA",
+                crate::jobs::QueueKind::Video => "KILN_CONCURRENCY_VIDEO",
                 crate::jobs::QueueKind::Email => "KILN_CONCURRENCY_EMAIL",
                 crate::jobs::QueueKind::Backup => "KILN_CONCURRENCY_BACKUP",
                 crate::jobs::QueueKind::Maintenance => "KILN_CONCURRENCY_MAINTENANCE",
@@ -224,7 +230,12 @@ impl Config {
             };
             // Deliveries wait on other people's servers, not on this machine: they get slots of
             // their own by default, so a slow endpoint never holds up media or email.
-            let default = (queue == crate::jobs::QueueKind::Http).then_some(16);
+            // A transcode uses every core it is given (`KILN_CPU_THREADS`): one at a time.
+            let default = match queue {
+                crate::jobs::QueueKind::Http => Some(16),
+                crate::jobs::QueueKind::Video => Some(1),
+                _ => None,
+            };
             if let Some(limit) = env.optional::<u16>(var)?.or(default) {
                 if !(1..=1024).contains(&limit) {
                     return Err(env.error(var, format!("{limit} is outside 1..=1024")));
@@ -269,6 +280,7 @@ impl Config {
             jpeg_quality: env.bounded("KILN_JPEG_QUALITY", 82, 1, 100)?,
             webp_quality: env.bounded("KILN_WEBP_QUALITY", 80, 1, 100)?,
             avif: image_output::read(&env)?,
+            video: VideoConfig::read(&env)?,
             migrate: env.parse("KILN_MIGRATE", "false")?,
             cache_ttl: Duration::from_secs(env.bounded("KILN_CACHE_TTL_SECS", 300, 1, 86_400)?),
             header_timeout: Duration::from_secs(env.bounded(

@@ -24,6 +24,10 @@ pub struct Media {
     pub metadata: serde_json::Value,
     /// `{thumbhash, blurhash, dominant_color}` once ready.
     pub placeholder: Option<serde_json::Value>,
+    /// What ffprobe found in a video (`VideoFacts`); `None` for images.
+    pub video: Option<serde_json::Value>,
+    /// A transcode's fraction done, while it runs.
+    pub progress: Option<f32>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -56,14 +60,16 @@ pub struct NewMedia<'a> {
     pub api_key_id: Uuid,
     /// The app's metadata (an upload token's), an object of strings.
     pub metadata: &'a serde_json::Value,
+    /// What ffprobe found, for a video.
+    pub video: Option<&'a serde_json::Value>,
 }
 
 /// Records an accepted upload; call it in the transaction that also inserts its job.
 pub async fn insert(db: impl PgExecutor<'_>, media: &NewMedia<'_>) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "INSERT INTO media (id, tenant, content_type, bytes, sha256, width, height, original_key,
-                            job_id, api_key_id, metadata)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                            job_id, api_key_id, metadata, video)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         media.id,
         media.tenant,
         media.content_type,
@@ -75,6 +81,7 @@ pub async fn insert(db: impl PgExecutor<'_>, media: &NewMedia<'_>) -> Result<(),
         media.job_id,
         media.api_key_id,
         media.metadata,
+        media.video,
     )
     .execute(db)
     .await?;
@@ -86,7 +93,8 @@ pub async fn find(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Media>, sq
     sqlx::query_as!(
         Media,
         "SELECT id, tenant, status, content_type, bytes, sha256, width, height, original_key,
-                error, job_id, api_key_id, metadata, placeholder, created_at, updated_at
+                error, job_id, api_key_id, metadata, placeholder, video, progress,
+                created_at, updated_at
          FROM media WHERE id = $1",
         id,
     )
@@ -178,7 +186,7 @@ pub async fn mark_ready(
 ) -> Result<bool, sqlx::Error> {
     sqlx::query!(
         "UPDATE media SET status = 'ready', width = $2, height = $3, placeholder = $4,
-                          error = NULL, updated_at = now()
+                          error = NULL, progress = NULL, updated_at = now()
          WHERE id = $1 AND status <> 'deleted'",
         id,
         width,
@@ -188,6 +196,22 @@ pub async fn mark_ready(
     .execute(db)
     .await
     .map(|done| done.rows_affected() == 1)
+}
+
+/// Records a transcode's progress (0 to 1) while the media is pending.
+pub async fn set_progress(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    progress: f32,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE media SET progress = $2 WHERE id = $1 AND status = 'pending'",
+        id,
+        progress,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
 }
 
 /// Marks a media failed with the reason (the decoder's, for a corrupt file).
@@ -328,7 +352,8 @@ pub async fn find_content(
     sqlx::query_as!(
         Media,
         "SELECT id, tenant, status, content_type, bytes, sha256, width, height, original_key,
-                error, job_id, api_key_id, metadata, placeholder, created_at, updated_at
+                error, job_id, api_key_id, metadata, placeholder, video, progress,
+                created_at, updated_at
          FROM media
          WHERE tenant = $1 AND sha256 = $2 AND status NOT IN ('deleted', 'failed')
          ORDER BY content_of IS NOT NULL, id
@@ -362,9 +387,9 @@ pub async fn insert_duplicate(
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "INSERT INTO media (id, tenant, status, content_type, bytes, sha256, width, height,
-                            original_key, job_id, api_key_id, placeholder, content_of)
+                            original_key, job_id, api_key_id, placeholder, content_of, video)
          VALUES ($1, $2, CASE WHEN $3 = 'ready' THEN 'ready' ELSE 'pending' END, $4, $5, $6,
-                 $7, $8, $9, NULL, $10, $11, $12)",
+                 $7, $8, $9, NULL, $10, $11, $12, $13)",
         id,
         source.tenant,
         source.status,
@@ -377,6 +402,7 @@ pub async fn insert_duplicate(
         api_key_id,
         source.placeholder,
         owner,
+        source.video,
     )
     .execute(&mut *db)
     .await?;
@@ -421,10 +447,11 @@ pub async fn ready_duplicates(
     let ready = sqlx::query_as!(
         Media,
         "UPDATE media SET status = 'ready', width = $2, height = $3, placeholder = $4,
-                          error = NULL, updated_at = now()
+                          error = NULL, progress = NULL, updated_at = now()
          WHERE content_of = $1 AND status NOT IN ('ready', 'deleted')
          RETURNING id, tenant, status, content_type, bytes, sha256, width, height, original_key,
-                   error, job_id, api_key_id, metadata, placeholder, created_at, updated_at",
+                   error, job_id, api_key_id, metadata, placeholder, video, progress,
+                created_at, updated_at",
         owner,
         width,
         height,
@@ -450,7 +477,8 @@ pub async fn fail_duplicates(
         "UPDATE media SET status = 'failed', error = $2, updated_at = now()
          WHERE content_of = $1 AND status NOT IN ('ready', 'deleted')
          RETURNING id, tenant, status, content_type, bytes, sha256, width, height, original_key,
-                   error, job_id, api_key_id, metadata, placeholder, created_at, updated_at",
+                   error, job_id, api_key_id, metadata, placeholder, video, progress,
+                created_at, updated_at",
         owner,
         &*super::jobs::storable(error),
     )
@@ -543,7 +571,8 @@ pub async fn list(
     sqlx::query_as!(
         Media,
         "SELECT id, tenant, status, content_type, bytes, sha256, width, height, original_key,
-                error, job_id, api_key_id, metadata, placeholder, created_at, updated_at
+                error, job_id, api_key_id, metadata, placeholder, video, progress,
+                created_at, updated_at
          FROM media
          WHERE tenant = $1 AND status <> 'deleted'
            AND ($2::text IS NULL OR status = $2)

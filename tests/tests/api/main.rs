@@ -28,4 +28,5 @@ mod trace_propagation;
 mod tus;
 mod usage;
 mod variants;
+mod video;
 mod webhooks;

@@ -37,46 +37,10 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
         "slow" => tokio::time::sleep(std::time::Duration::from_secs(10)).await,
         _ => {}
     }
-    let payload: MediaPayload = serde_json::from_value(job.payload.clone()).abort()?;
-    let media_id = payload.media_id;
-    let media = db::media::find(&ctx.db, media_id)
-        .await
-        .retry()?
-        .ok_or_else(|| JobError::Abort(format!("media {media_id} no longer exists")))?;
-    if media.status == "deleted" {
-        // Decided under the content lock: a duplicate upload either committed before (and is
-        // rendered for below) or sees this media deleted and makes its own.
-        // The job row first, then the content lock: the order of every other transaction
-        // that takes both (the success below, a burial).
-        let mut tx = ctx.db.begin().await.retry()?;
-        let current = db::jobs::mark_succeeded(&mut *tx, job.id, job.attempts)
-            .await
-            .retry()?;
-        db::media::lock_content(&mut tx, &media.tenant, &media.sha256)
-            .await
-            .retry()?;
-        if !db::media::content_in_use(&mut *tx, media_id)
-            .await
-            .retry()?
-        {
-            // Deleted before its turn came, and no duplicate upload waits for its files:
-            // nothing to render, and its files are being removed.
-            tracing::info!(media.id = %media_id, "media was deleted; nothing to do");
-            if current {
-                tx.commit().await.retry()?;
-            }
-            return Ok(());
-        }
-        // A duplicate waits for the files: rendered below, where the success is recorded.
-        drop(tx);
-    }
-    db::media::mark_processing(&ctx.db, media_id)
-        .await
-        .retry()?;
-    ctx.cache
-        .invalidate(&ctx.cache.key("media", media_id))
-        .await;
-
+    let Some(media) = start(ctx, job).await? else {
+        return Ok(());
+    };
+    let media_id = media.id;
     let format = ImageFormat::from_content_type(&media.content_type).ok_or_else(|| {
         JobError::Abort(format!("unsupported content type {}", media.content_type))
     })?;
@@ -137,8 +101,67 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
         }
     };
 
-    let mut rows = Vec::with_capacity(rendition.files.len());
-    for file in rendition.files {
+    let rows = store_rendered(ctx, media_id, rendition.files).await?;
+    let placeholder = serde_json::to_value(&rendition.placeholder).abort()?;
+    let size = (rendition.width as i32, rendition.height as i32);
+    commit_ready(ctx, job, &media, rows, size, placeholder).await
+}
+
+/// Starts a media or video job: its media, marked processing, or `None` when there is nothing
+/// to do (deleted, and no duplicate upload waits for its files; the job is then recorded as
+/// succeeded).
+pub async fn start(ctx: &Context, job: &Job) -> Result<Option<db::media::Media>, JobError> {
+    let payload: MediaPayload = serde_json::from_value(job.payload.clone()).abort()?;
+    let media_id = payload.media_id;
+    let media = db::media::find(&ctx.db, media_id)
+        .await
+        .retry()?
+        .ok_or_else(|| JobError::Abort(format!("media {media_id} no longer exists")))?;
+    if media.status == "deleted" {
+        // Decided under the content lock: a duplicate upload either committed before (and is
+        // rendered for below) or sees this media deleted and makes its own.
+        // The job row first, then the content lock: the order of every other transaction
+        // that takes both (the success below, a burial).
+        let mut tx = ctx.db.begin().await.retry()?;
+        let current = db::jobs::mark_succeeded(&mut *tx, job.id, job.attempts)
+            .await
+            .retry()?;
+        db::media::lock_content(&mut tx, &media.tenant, &media.sha256)
+            .await
+            .retry()?;
+        if !db::media::content_in_use(&mut *tx, media_id)
+            .await
+            .retry()?
+        {
+            // Deleted before its turn came, and no duplicate upload waits for its files:
+            // nothing to render, and its files are being removed.
+            tracing::info!(media.id = %media_id, "media was deleted; nothing to do");
+            if current {
+                tx.commit().await.retry()?;
+            }
+            return Ok(None);
+        }
+        // A duplicate waits for the files: rendered below, where the success is recorded.
+        drop(tx);
+    }
+    db::media::mark_processing(&ctx.db, media_id)
+        .await
+        .retry()?;
+    ctx.cache
+        .invalidate(&ctx.cache.key("media", media_id))
+        .await;
+
+    Ok(Some(media))
+}
+
+/// Stores rendered image files under their variant keys; returns their rows.
+pub async fn store_rendered(
+    ctx: &Context,
+    media_id: Uuid,
+    files: Vec<imaging::Rendered>,
+) -> Result<Vec<db::media::Variant>, JobError> {
+    let mut rows = Vec::with_capacity(files.len());
+    for file in files {
         let key = variant_key(media_id, &file.name, file.format);
         let bytes = file.bytes.len() as i64;
         let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&file.bytes));
@@ -154,6 +177,21 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
         });
     }
 
+    Ok(rows)
+}
+
+/// Records the stored files' rows, the media's `ready` state (and its waiting duplicates')
+/// and the job's success in one transaction, then what follows: cache, notifications, events,
+/// usage.
+pub async fn commit_ready(
+    ctx: &Context,
+    job: &Job,
+    media: &db::media::Media,
+    rows: Vec<db::media::Variant>,
+    size: (i32, i32),
+    placeholder: serde_json::Value,
+) -> Result<(), JobError> {
+    let media_id = media.id;
     let mut tx = ctx.db.begin().await.retry()?;
     // The job first: if a newer attempt took it over, record nothing at all.
     if !db::jobs::mark_succeeded(&mut *tx, job.id, job.attempts)
@@ -168,8 +206,7 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
             .await
             .retry()?;
     }
-    let placeholder = serde_json::to_value(&rendition.placeholder).abort()?;
-    let (width, height) = (rendition.width as i32, rendition.height as i32);
+    let (width, height) = size;
     // Held to the commit: a duplicate upload of these bytes either sees this media ready, or
     // is among the duplicates made ready here.
     db::media::lock_content(&mut tx, &media.tenant, &media.sha256)

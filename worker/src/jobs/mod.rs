@@ -9,6 +9,7 @@ pub mod media;
 pub mod noop;
 pub mod prune;
 pub mod task;
+pub mod video;
 
 use std::time::Duration;
 
@@ -49,10 +50,18 @@ impl<T, E: std::fmt::Display> Classify<T> for Result<T, E> {
     }
 }
 
+/// A video attempt's limit: two ffmpeg runs (ladder and poster) within
+/// `KILN_VIDEO_TIMEOUT_SECS` each, and five minutes to store the files.
+pub fn video_job_timeout(ffmpeg_limit: Duration) -> Duration {
+    ffmpeg_limit * 2 + Duration::from_secs(300)
+}
+
 /// How long one attempt of a kind may run before it counts as failed.
 pub fn timeout(kind: JobKind) -> Duration {
     match kind {
         JobKind::Media => Duration::from_secs(300),
+        // The default; the runner uses `video_job_timeout` (from KILN_VIDEO_TIMEOUT_SECS).
+        JobKind::Video => Duration::from_secs(2 * 3_600 + 300),
         JobKind::Email => Duration::from_secs(60),
         JobKind::Backup => Duration::from_secs(3600),
         JobKind::Cleanup => Duration::from_secs(600),

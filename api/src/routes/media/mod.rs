@@ -2,6 +2,7 @@
 
 pub mod delete;
 pub mod get;
+mod inspect;
 pub mod list;
 pub(crate) mod metadata;
 mod negotiate;

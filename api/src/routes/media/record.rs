@@ -10,8 +10,8 @@ use axum::{
 };
 use kiln_core::{
     db,
-    image_probe::{self, ImageFormat},
     jobs::{JobKind, MediaPayload},
+    media_format::MediaFormat,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -19,9 +19,6 @@ use uuid::Uuid;
 
 use super::view::MediaView;
 use crate::{error::ApiError, state::AppState};
-
-/// How far into the stored file a header may be looked for.
-const HEADER_SEARCH: u64 = 16 * 1024 * 1024;
 
 /// Whose upload it is.
 #[derive(Debug, Clone)]
@@ -34,7 +31,7 @@ pub struct Uploader {
 /// What was received, stored at its original key.
 #[derive(Debug)]
 pub struct Received {
-    pub format: ImageFormat,
+    pub format: MediaFormat,
     pub bytes: u64,
     pub sha256: String,
     /// The first bytes (up to 256 KiB), for the header.
@@ -67,8 +64,8 @@ pub async fn record(
         received,
         metadata,
     } = stored;
-    let (width, height) = match check_dimensions(state, &received, &original_key).await {
-        Ok(dimensions) => dimensions,
+    let inspected = match super::inspect::inspect(state, &received, &original_key).await {
+        Ok(inspected) => inspected,
         Err(error) => {
             state.storage.delete(&original_key).await.ok();
             return Err(error);
@@ -78,8 +75,14 @@ pub async fn record(
     let job_id = Uuid::now_v7();
     let media = NewMediaValues {
         bytes: i64::try_from(received.bytes).unwrap_or(i64::MAX),
-        width: i32::try_from(width).unwrap_or(i32::MAX),
-        height: i32::try_from(height).unwrap_or(i32::MAX),
+        width: i32::try_from(inspected.width).unwrap_or(i32::MAX),
+        height: i32::try_from(inspected.height).unwrap_or(i32::MAX),
+    };
+    let video = inspected.video.as_ref().map(|info| info.facts());
+    let kind = if video.is_some() {
+        JobKind::Video
+    } else {
+        JobKind::Media
     };
     // Read before the transaction: it may ask Postgres, which must not wait for a second
     // connection while this one holds the content lock.
@@ -109,9 +112,9 @@ pub async fn record(
             &db::jobs::NewJob {
                 id: job_id,
                 tenant: Some(&uploader.tenant),
-                kind: JobKind::Media,
+                kind,
                 payload: json!(MediaPayload { media_id }),
-                max_attempts: state.config.max_attempts(JobKind::Media),
+                max_attempts: state.config.max_attempts(kind),
                 traceparent: trace.clone(),
             },
         )
@@ -130,6 +133,7 @@ pub async fn record(
                 job_id,
                 api_key_id: uploader.key_id,
                 metadata: &metadata,
+                video: video.as_ref(),
             },
         )
         .await?;
@@ -157,7 +161,7 @@ pub async fn record(
     // The job is committed: from here on nothing the client sent can be lost. If the broker is
     // down the row stays unpublished and the outbox relay sends it later.
     kiln_core::queue::publish_committed(&state.writes, &state.publisher, &job).await;
-    metrics::counter!("kiln_jobs_enqueued_total", "kind" => JobKind::Media.as_str()).increment(1);
+    metrics::counter!("kiln_jobs_enqueued_total", "kind" => kind.as_str()).increment(1);
     tracing::info!(media.id = %media_id, job.id = %job_id, bytes = received.bytes, "upload accepted");
 
     // Answered from what is in hand, not re-read: a failed read now would tell the client its
@@ -173,6 +177,8 @@ pub async fn record(
         error: None,
         metadata,
         placeholder: None,
+        video,
+        progress: None,
         variants: Vec::new(),
         variant_urls: Default::default(),
         // Both rows default to now(), the transaction's start, so the job's is the media's.
@@ -261,6 +267,7 @@ async fn record_duplicate(
         api_key_id: Some(uploader.key_id),
         metadata,
         placeholder: source.placeholder.clone(),
+        progress: None,
         created_at: now,
         updated_at: now,
         ..source.clone()
@@ -390,40 +397,4 @@ pub fn over_daily_bytes(max_bytes: u64) -> ApiError {
         "payload_too_large",
         format!("the upload is larger than this tenant's daily upload_bytes quota ({max_bytes})"),
     )
-}
-
-/// Reads the dimensions from the header and refuses images with too many pixels, before any
-/// decode: a 50 KB decompression bomb that claims 100k×100k pixels stops here.
-async fn check_dimensions(
-    state: &AppState,
-    received: &Received,
-    key: &str,
-) -> Result<(u32, u32), ApiError> {
-    let mut dimensions = image_probe::dimensions(received.format, &received.head);
-    if dimensions.is_none() && received.bytes > received.head.len() as u64 {
-        let more = state.storage.get_range(key, 0..HEADER_SEARCH).await?;
-        dimensions = image_probe::dimensions(received.format, &more);
-    }
-    let (width, height) = dimensions.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_image",
-            format!(
-                "the {} header could not be read",
-                received.format.content_type()
-            ),
-        )
-    })?;
-    let pixels = u64::from(width) * u64::from(height);
-    if width == 0 || height == 0 || pixels > state.config.max_pixels {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "too_many_pixels",
-            format!(
-                "{width}x{height} is {pixels} pixels; the limit is {}",
-                state.config.max_pixels
-            ),
-        ));
-    }
-    Ok((width, height))
 }

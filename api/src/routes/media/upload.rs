@@ -14,7 +14,11 @@ use axum::{
 };
 use bytes::Bytes;
 use futures::StreamExt;
-use kiln_core::{db, image_probe, storage::StorageWriter};
+use kiln_core::{
+    db,
+    media_format::{self, MediaFormat},
+    storage::StorageWriter,
+};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -146,8 +150,9 @@ const DRAIN_TIME: Duration = Duration::from_secs(10);
 /// Accepts an image upload and enqueues its processing.
 #[utoipa::path(post, path = "/v1/media", tag = "media", security(("bearer" = [])),
     request_body(content = Vec<u8>, content_type = "application/octet-stream",
-        description = "The image's bytes (JPEG, PNG, WebP or GIF, judged by content, whatever the \
-                       Content-Type), raw or as the `file` field of a multipart/form-data form"),
+        description = "The image's or video's bytes (JPEG, PNG, WebP, GIF; MP4, MOV, WebM; judged \
+                       by content, whatever the Content-Type), raw or as the `file` field of a \
+                       multipart/form-data form"),
     responses(
         (status = 200, description = "A duplicate of a ready media of this tenant: ready at once, sharing its files (`duplicate_of`)", body = super::record::Accepted,
             headers(("Location" = String, description = "/v1/media/{id}"))),
@@ -155,9 +160,10 @@ const DRAIN_TIME: Duration = Duration::from_secs(10);
             headers(("Location" = String, description = "/v1/media/{id}"))),
         (status = 400, description = "`empty_body`, `invalid_multipart`, `missing_file`, `upload_interrupted`", body = crate::openapi::ErrorBody),
         (status = 403, description = "`forbidden`: the key lacks the media scope", body = crate::openapi::ErrorBody),
-        (status = 413, description = "`payload_too_large`: over KILN_MAX_UPLOAD_BYTES, or over a whole day's upload_bytes quota", body = crate::openapi::ErrorBody),
-        (status = 415, description = "`unsupported_media_type`: not JPEG, PNG, WebP or GIF by its bytes", body = crate::openapi::ErrorBody),
-        (status = 422, description = "`too_many_pixels`, `invalid_image`: the header claims more than KILN_MAX_PIXELS, or cannot be read", body = crate::openapi::ErrorBody),
+        (status = 413, description = "`payload_too_large`: over KILN_MAX_UPLOAD_BYTES (an image) or KILN_VIDEO_MAX_UPLOAD_BYTES (a video), or over a whole day's upload_bytes quota", body = crate::openapi::ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: not JPEG, PNG, WebP, GIF, MP4, MOV or WebM by its bytes, or a video codec or container ffprobe does not find allowed", body = crate::openapi::ErrorBody),
+        (status = 422, description = "`too_many_pixels`, `invalid_image`: the header claims more than KILN_MAX_PIXELS, or cannot be read; `invalid_video`, `video_too_long`, `video_too_large`: ffprobe cannot read it, or it is over KILN_VIDEO_MAX_SECONDS or KILN_VIDEO_MAX_SIZE", body = crate::openapi::ErrorBody),
+        (status = 503, description = "`video_probe_unavailable`: ffprobe could not be run", body = crate::openapi::ErrorBody),
         (status = 429, description = "`rate_limited`; `too_many_uploads` (in flight, per process or tenant); `quota_exceeded` (uploads or upload_bytes today)", body = crate::openapi::ErrorBody),
     ))]
 pub async fn upload(
@@ -170,7 +176,11 @@ pub async fn upload(
     let _slot = state.uploads.acquire(&caller.tenant).await?;
     refuse_if_over_quota(&state, &caller.tenant, declared_length(request.headers())).await?;
     let trace = crate::trace_layer::JobTrace::of(request.extensions()).0;
-    let limit = state.config.max_upload_bytes;
+    // The larger of the two limits until the bytes say which applies.
+    let limit = state
+        .config
+        .max_upload_bytes
+        .max(state.config.video.max_upload_bytes);
     let pace = Pace::new(&state.config.limits);
     if declared_length(request.headers()).is_some_and(|len| len > limit + MULTIPART_SLACK) {
         // Refused from the header alone, but still drained (within bounds) so the client,
@@ -186,7 +196,7 @@ pub async fn upload(
 
     let media_id = Uuid::now_v7();
     let original_key = format!("originals/{media_id}");
-    let received = match receive(&state, &mut source, &original_key, limit).await {
+    let received = match receive(&state, &mut source, &original_key).await {
         Ok(received) => received,
         Err(error) => {
             source.drain().await;
@@ -266,11 +276,10 @@ async fn receive(
     state: &AppState,
     source: &mut Source,
     key: &str,
-    limit: u64,
 ) -> Result<record::Received, ApiError> {
     // Read until the magic bytes are in hand: a non-image is refused before storage is touched.
     let mut head = Vec::new();
-    while head.len() < image_probe::SNIFF_LEN {
+    while head.len() < media_format::SNIFF_LEN {
         match source.next().await? {
             Some(chunk) => head.extend_from_slice(&chunk),
             None => break,
@@ -279,13 +288,18 @@ async fn receive(
     if head.is_empty() {
         return Err(ApiError::bad_request("empty_body", "the upload is empty"));
     }
-    let format = image_probe::sniff(&head).ok_or_else(|| {
+    let format = MediaFormat::sniff(&head).ok_or_else(|| {
         ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
-            "only JPEG, PNG, WebP and GIF images are accepted (judged by content, not name)",
+            "only JPEG, PNG, WebP and GIF images and MP4, MOV and WebM videos are accepted \
+             (judged by content, not name)",
         )
     })?;
+    let limit = match format {
+        MediaFormat::Image(_) => state.config.max_upload_bytes,
+        MediaFormat::Video(_) => state.config.video.max_upload_bytes,
+    };
     if head.len() as u64 > limit {
         return Err(too_large(limit));
     }

@@ -149,6 +149,7 @@ fn choose<'a>(
         Some((name, "jpg" | "jpeg")) => find(name, "jpeg"),
         Some((name, "webp")) => find(name, "webp"),
         Some((name, "avif")) => find(name, "avif"),
+        Some((name, "mp4")) => find(name, "mp4"),
         Some(_) => None,
         None => {
             let available: Vec<&str> = media
@@ -168,6 +169,7 @@ fn content_type(format: &str) -> &'static str {
     match format {
         "webp" => "image/webp",
         "avif" => "image/avif",
+        "mp4" => "video/mp4",
         _ => "image/jpeg",
     }
 }

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use futures::TryStreamExt;
 use kiln_core::{
     db::{self, tus::TusUpload},
-    image_probe::{self, ImageFormat},
+    media_format::MediaFormat,
 };
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -148,8 +148,8 @@ async fn assemble(state: &AppState, upload: &TusUpload, key: &str) -> Result<Rec
     let format = upload
         .content_type
         .as_deref()
-        .and_then(ImageFormat::from_content_type)
-        .or_else(|| image_probe::sniff(&head))
+        .and_then(MediaFormat::from_content_type)
+        .or_else(|| MediaFormat::sniff(&head))
         .filter(|format| super::tus::allowed(upload, format.content_type()))
         .ok_or_else(super::tus::not_an_image)?;
     Ok(Received {
