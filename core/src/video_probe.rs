@@ -157,6 +157,13 @@ pub async fn probe(
     command
         .args(["-v", "error", "-protocol_whitelist", "file", "-f"])
         .arg(container.demuxer())
+        .arg("-format_whitelist")
+        .arg(container.demuxer())
+        .args(if container.demuxer() == "mov" {
+            &["-enable_drefs", "0"][..]
+        } else {
+            &[]
+        })
         .args([
             "-show_entries",
             "format=format_name,duration,bit_rate:stream=codec_type,codec_name,width,height,\
@@ -169,6 +176,9 @@ pub async fn probe(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // It reads untrusted files: none of the API's secrets in its environment.
+        .env_clear()
+        .envs(std::env::var_os("PATH").map(|path| ("PATH", path)))
         .kill_on_drop(true);
     let output = tokio::time::timeout(PROBE_TIME, command.output())
         .await
@@ -330,7 +340,12 @@ fn rotation_of(stream: &Stream) -> u32 {
         .map(|r| -r)
         .or_else(|| stream.tags.rotate.as_deref().and_then(|r| r.parse().ok()))
         .unwrap_or(0.0);
-    ((degrees.round() as i64).rem_euclid(360) as u32 / 90) * 90
+    // ffmpeg turns only quarter turns; anything else is played (and transcoded) unturned.
+    let quarter = (degrees / 90.0).round();
+    if (degrees - quarter * 90.0).abs() > 1.0 {
+        return 0;
+    }
+    ((quarter as i64 * 90).rem_euclid(360)) as u32
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ pub struct MediaView {
     /// found them at upload; `null` for an image.
     #[schema(value_type = Option<Object>)]
     pub video: Option<serde_json::Value>,
-    /// How far a video's transcode is (0 to 1) while it is pending; `null` otherwise.
+    /// How far a video's transcode is (0 to 1) while it is `processing`; `null` otherwise.
     pub progress: Option<f32>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

@@ -20,6 +20,8 @@ pub struct Clip {
     pub rotate: Option<u32>,
     /// `mp4` (index at the end, as phones write it) or `webm`.
     pub container: &'static str,
+    /// 10-bit HEVC with the PQ transfer (HDR10), as recent phones film.
+    pub hdr: bool,
 }
 
 impl Default for Clip {
@@ -31,6 +33,7 @@ impl Default for Clip {
             audio: true,
             rotate: None,
             container: "mp4",
+            hdr: false,
         }
     }
 }
@@ -59,6 +62,22 @@ impl Clip {
             command.arg(format!("sine=frequency=440:duration={}", self.seconds));
         }
         match self.container {
+            _ if self.hdr => command.args([
+                "-c:v",
+                "libx265",
+                "-pix_fmt",
+                "yuv420p10le",
+                "-x265-params",
+                "log-level=error:colorprim=bt2020:transfer=smpte2084:colormatrix=bt2020nc",
+                "-color_primaries",
+                "bt2020",
+                "-color_trc",
+                "smpte2084",
+                "-colorspace",
+                "bt2020nc",
+                "-tag:v",
+                "hvc1",
+            ]),
             "webm" => command.args([
                 "-c:v",
                 "libvpx-vp9",
@@ -138,6 +157,55 @@ fn probe_file(path: &Path) -> Value {
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_slice(&output.stdout).expect("ffprobe JSON")
+}
+
+/// A stand-in for ffmpeg that holds transcodes until [`GatedFfmpeg::open`]
+/// (`tests/support/ffmpeg_gate.sh`, copied under a name of this test's own so that no other
+/// test's processes are mistaken for it).
+pub struct GatedFfmpeg {
+    _dir: tempfile::TempDir,
+    script: std::path::PathBuf,
+}
+
+impl GatedFfmpeg {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let script = dir
+            .path()
+            .join(format!("ffmpeg-gate-{}.sh", uuid::Uuid::new_v4().simple()));
+        std::fs::copy(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/support/ffmpeg_gate.sh"),
+            &script,
+        )
+        .expect("copy the stand-in");
+        Self { _dir: dir, script }
+    }
+
+    /// The environment that makes a Kiln under test use it.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![("KILN_FFMPEG", self.script.display().to_string())]
+    }
+
+    /// Lets held and later transcodes run.
+    pub fn open(&self) {
+        std::fs::write(self.script.with_extension("go"), b"").expect("open the gate");
+    }
+
+    /// Whether a process of this stand-in runs (a transcode held).
+    pub fn running(&self) -> bool {
+        Command::new("pgrep")
+            .arg("-f")
+            .arg(&self.script)
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    }
+}
+
+impl Default for GatedFfmpeg {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// The duration in seconds ffprobe reads from a report's container.

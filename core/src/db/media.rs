@@ -198,14 +198,14 @@ pub async fn mark_ready(
     .map(|done| done.rows_affected() == 1)
 }
 
-/// Records a transcode's progress (0 to 1) while the media is pending.
+/// Records a transcode's progress (0 to 1) while its job is processing the media.
 pub async fn set_progress(
     db: impl PgExecutor<'_>,
     id: Uuid,
     progress: f32,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "UPDATE media SET progress = $2 WHERE id = $1 AND status = 'pending'",
+        "UPDATE media SET progress = $2 WHERE id = $1 AND status = 'processing'",
         id,
         progress,
     )
@@ -221,7 +221,7 @@ pub async fn mark_failed(
     error: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "UPDATE media SET status = 'failed', error = $2, updated_at = now()
+        "UPDATE media SET status = 'failed', error = $2, progress = NULL, updated_at = now()
          WHERE id = $1 AND status <> 'deleted'",
         id,
         &*super::jobs::storable(error),

@@ -229,3 +229,67 @@ async fn files_that_are_not_acceptable_videos_are_refused_before_a_job_exists() 
     let accepted = app.upload(short).await;
     assert_eq!(accepted.status, StatusCode::ACCEPTED, "{:?}", accepted.body);
 }
+
+#[tokio::test]
+async fn progress_is_reported_while_the_transcode_runs_and_cleared_when_ready() {
+    let ffmpeg = kiln_tests::video::GatedFfmpeg::new();
+    let mut options = small_ladder();
+    for (name, value) in ffmpeg.env() {
+        options = options.env(name, value);
+    }
+    let app = spawn_app_with(options).await;
+    let accepted = app.upload(Clip::default().make()).await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED, "{:?}", accepted.body);
+    let path = format!("/v1/media/{}", accepted.body["id"].as_str().expect("id"));
+
+    // The stand-in reports one second of the two-second clip done, and holds there: the read
+    // (through the cache, which cached the pending media first) shows it.
+    assert_eq!(app.get(&path).await.body["status"], "pending");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let media = app.get(&path).await.body;
+        if media["progress"] == 0.5 {
+            assert_eq!(media["status"], "processing", "{media}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no progress: {media}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    ffmpeg.open();
+    let media = app
+        .wait_for_media(accepted.body["id"].as_str().expect("id"))
+        .await;
+    assert_eq!(media["status"], "ready", "{media}");
+    assert!(media["progress"].is_null(), "{media}");
+}
+
+#[tokio::test]
+async fn an_hdr_clip_is_tone_mapped_to_sdr_bt709() {
+    let app = spawn_app_with(small_ladder()).await;
+    let clip = Clip {
+        hdr: true,
+        audio: false,
+        seconds: 1.0,
+        ..Clip::default()
+    }
+    .make();
+    let accepted = app.upload(clip).await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED, "{:?}", accepted.body);
+    assert_eq!(accepted.body["video"]["codec"], "hevc");
+    assert_eq!(accepted.body["video"]["hdr"], true);
+    let media = app
+        .wait_for_media(accepted.body["id"].as_str().expect("id"))
+        .await;
+    assert_eq!(media["status"], "ready", "{media}");
+    let url = variant(&media, "240p", "mp4")["url"].as_str().expect("url");
+    let bytes = fetch(&app, url, None).await.bytes().await.expect("body");
+    let report = probe(&bytes);
+    let video = stream(&report, "video").expect("video");
+    assert_eq!(video["codec_name"], "h264");
+    assert_eq!(video["pix_fmt"], "yuv420p");
+    assert_eq!(video["color_transfer"], "bt709", "{video}");
+    assert_eq!(video["color_primaries"], "bt709", "{video}");
+}

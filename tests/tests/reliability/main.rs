@@ -13,3 +13,4 @@ mod rescue;
 mod retention;
 mod retries;
 mod upgrade;
+mod video_crash;

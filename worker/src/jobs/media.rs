@@ -224,6 +224,7 @@ pub async fn commit_ready(
         finished.push(db::media::Media {
             status: "ready".into(),
             placeholder: Some(placeholder),
+            progress: None,
             width,
             height,
             error: None,

@@ -68,6 +68,7 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
         demuxer: container.demuxer(),
         duration_seconds: facts.duration_seconds,
         hdr: facts.hdr,
+        max_seconds: config.limits.max_seconds,
     };
     let limits = Limits {
         timeout: config.timeout,

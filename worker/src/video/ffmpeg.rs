@@ -22,6 +22,8 @@ pub struct Source<'a> {
     pub duration_seconds: f64,
     /// PQ or HLG: tone-mapped to SDR BT.709.
     pub hdr: bool,
+    /// No more than this is read, whatever the container claims its duration is.
+    pub max_seconds: f64,
 }
 
 /// How much one run may take.
@@ -46,8 +48,13 @@ pub enum FfmpegError {
 }
 
 /// Tone mapping from PQ/HLG to SDR BT.709 (zimg's `zscale`, then Hable's curve).
+/// It ends in 4:2:0 so that zscale, not swscale's BT.601 default, does the matrix conversion
+/// (and the split and scales work on 8-bit frames, not 4K of float RGB).
 const TONEMAP: &str = "zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,\
-                       tonemap=tonemap=hable:desat=0,zscale=t=bt709:m=bt709:r=tv,";
+                       tonemap=tonemap=hable:desat=0,zscale=t=bt709:m=bt709:r=tv,format=yuv420p,";
+
+/// How far past the poster's start frames are searched for one that is not black.
+const POSTER_SEARCH_SECONDS: u32 = 10;
 
 /// Makes every rung from one decode; `progress` gets the fraction done as ffmpeg reports it.
 pub async fn transcode(
@@ -96,7 +103,12 @@ pub async fn poster(
     ))
 }
 
-fn input_args(source: Source<'_>, threads: usize, seek: Option<f64>) -> Vec<OsString> {
+fn input_args(
+    source: Source<'_>,
+    threads: usize,
+    seek: Option<f64>,
+    read_seconds: f64,
+) -> Vec<OsString> {
     let mut args: Vec<OsString> = ["-hide_banner", "-nostdin", "-nostats", "-v", "error"]
         .map(OsString::from)
         .into();
@@ -105,7 +117,14 @@ fn input_args(source: Source<'_>, threads: usize, seek: Option<f64>) -> Vec<OsSt
     if let Some(at) = seek {
         args.extend(["-ss".into(), format!("{at:.3}").into()]);
     }
-    args.extend(["-f", source.demuxer, "-i"].map(OsString::from));
+    args.extend(["-t".into(), format!("{read_seconds:.3}").into()]);
+    // The demuxer forced and alone allowed; the mov demuxer's external data references
+    // (which would open other files) stay off, stated rather than left to the default.
+    args.extend(["-f", source.demuxer, "-format_whitelist", source.demuxer].map(OsString::from));
+    if source.demuxer == "mov" {
+        args.extend(["-enable_drefs", "0"].map(OsString::from));
+    }
+    args.push("-i".into());
     // `file:` so that a path is never read as another protocol's URL.
     let mut input = OsString::from("file:");
     input.push(source.path);
@@ -113,13 +132,15 @@ fn input_args(source: Source<'_>, threads: usize, seek: Option<f64>) -> Vec<OsSt
     args
 }
 
-fn transcode_args(
+/// The arguments of [`transcode`] (public for `bench/video.sh`, which runs the same command
+/// by hand).
+pub fn transcode_args(
     source: Source<'_>,
     outputs: &[(Rung, PathBuf)],
     audio: bool,
     threads: usize,
 ) -> Vec<OsString> {
-    let mut args = input_args(source, threads, None);
+    let mut args = input_args(source, threads, None, source.max_seconds);
     let tonemap = if source.hdr { TONEMAP } else { "" };
     let labels: String = (0..outputs.len()).map(|i| format!("[s{i}]")).collect();
     let mut graph = format!("[0:v:0]{tonemap}split={}{labels}", outputs.len());
@@ -191,9 +212,15 @@ fn transcode_args(
     args
 }
 
-fn poster_args(source: Source<'_>, out: &Path, threads: usize, skip_black: bool) -> Vec<OsString> {
+/// The arguments of one [`poster`] run (public for `bench/video.sh`).
+pub fn poster_args(
+    source: Source<'_>,
+    out: &Path,
+    threads: usize,
+    skip_black: bool,
+) -> Vec<OsString> {
     let at = (source.duration_seconds / 2.0).min(1.0);
-    let mut args = input_args(source, threads, Some(at));
+    let mut args = input_args(source, threads, Some(at), f64::from(POSTER_SEARCH_SECONDS));
     let tonemap = if source.hdr { TONEMAP } else { "" };
     // blackframe with amount=0 measures every frame; the metadata filter then keeps those
     // with less than 90% of their pixels black.
@@ -207,8 +234,22 @@ fn poster_args(source: Source<'_>, out: &Path, threads: usize, skip_black: bool)
         "-vf".into(),
         format!("{tonemap}{select}format=rgb24").into(),
     ]);
-    args.extend(["-frames:v", "1", "-f", "image2", "-c:v", "png", "-y"].map(OsString::from));
+    args.extend(
+        [
+            "-frames:v",
+            "1",
+            "-update",
+            "1",
+            "-f",
+            "image2",
+            "-c:v",
+            "png",
+            "-y",
+        ]
+        .map(OsString::from),
+    );
     args.push(out.into());
+    args.extend(["-progress", "pipe:1"].map(OsString::from));
     args
 }
 
@@ -226,17 +267,27 @@ async fn run(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // It reads untrusted files: none of the worker's secrets (database, broker, storage
+        // credentials) in its environment.
+        .env_clear()
+        .envs(std::env::var_os("PATH").map(|path| ("PATH", path)))
         // Its own process group, so a terminal's Ctrl-C reaches the worker (which stops its
-        // jobs) and not ffmpeg behind its back; killed when the job's future is dropped.
+        // jobs) and not ffmpeg behind its back; killed when the job's future is dropped. If the
+        // worker itself is killed (-9), nothing kills ffmpeg, but its `-progress` pipe breaks:
+        // ffmpeg writes a report every half second and exits on the broken pipe.
         .process_group(0)
         .kill_on_drop(true)
         .spawn()?;
     let stdout = child.stdout.take().ok_or_else(|| broken("stdout"))?;
     let mut stderr = child.stderr.take().ok_or_else(|| broken("stderr"))?;
     let work = async {
+        // The first 64 KiB of its complaints are kept; the rest is read and dropped, so a
+        // file that makes ffmpeg print without end cannot fill the worker's memory.
         let errors = async {
-            let mut text = String::new();
-            stderr.read_to_string(&mut text).await.map(|_| text)
+            let mut text = Vec::new();
+            (&mut stderr).take(64 * 1024).read_to_end(&mut text).await?;
+            tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await?;
+            Ok::<_, std::io::Error>(String::from_utf8_lossy(&text).into_owned())
         };
         let reports = async {
             let mut lines = BufReader::new(stdout).lines();
@@ -298,6 +349,7 @@ mod tests {
             demuxer: "mov",
             duration_seconds: 3.0,
             hdr: false,
+            max_seconds: 300.0,
         };
         let rung = Rung {
             name: "360p".into(),
@@ -311,7 +363,12 @@ mod tests {
             .collect();
         let joined = args.join(" ");
         assert!(joined.contains("-protocol_whitelist file"), "{joined}");
-        assert!(joined.contains("-f mov -i file:/tmp/x:y.mp4"), "{joined}");
+        assert!(
+            joined.contains(
+                "-t 300.000 -f mov -format_whitelist mov -enable_drefs 0 -i file:/tmp/x:y.mp4"
+            ),
+            "{joined}"
+        );
         assert!(joined.contains("scale=640:360"), "{joined}");
         assert!(joined.contains("-movflags +faststart"), "{joined}");
         assert!(joined.contains("-map_metadata -1"), "{joined}");

@@ -192,11 +192,13 @@ pub async fn upload(
         source.drain().await;
         return Err(too_large(limit));
     }
-    let mut source = Source::open(request, limit, pace).await?;
+    let declared = declared_length(request.headers());
+    // Form fields before the file are never large: the image limit bounds them.
+    let mut source = Source::open(request, state.config.max_upload_bytes, pace).await?;
 
     let media_id = Uuid::now_v7();
     let original_key = format!("originals/{media_id}");
-    let received = match receive(&state, &mut source, &original_key).await {
+    let received = match receive(&state, &mut source, &original_key, declared).await {
         Ok(received) => received,
         Err(error) => {
             source.drain().await;
@@ -276,6 +278,7 @@ async fn receive(
     state: &AppState,
     source: &mut Source,
     key: &str,
+    declared: Option<u64>,
 ) -> Result<record::Received, ApiError> {
     // Read until the magic bytes are in hand: a non-image is refused before storage is touched.
     let mut head = Vec::new();
@@ -300,6 +303,10 @@ async fn receive(
         MediaFormat::Image(_) => state.config.max_upload_bytes,
         MediaFormat::Video(_) => state.config.video.max_upload_bytes,
     };
+    // Now that the type is known, its own limit applies to the declared length too.
+    if declared.is_some_and(|len| len > limit + MULTIPART_SLACK) {
+        return Err(too_large(limit));
+    }
     if head.len() as u64 > limit {
         return Err(too_large(limit));
     }
