@@ -134,6 +134,39 @@ async fn the_pipeline_runs_on_s3_compatible_storage() {
         big.as_slice()
     );
 
+    // A video: probed (from a temporary local copy) and transcoded from the bucket.
+    let clip = kiln_tests::video::Clip {
+        seconds: 1.0,
+        width: 256,
+        height: 144,
+        ..Default::default()
+    }
+    .make();
+    let answer = app.upload(clip).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{:?}", answer.body);
+    assert_eq!(answer.body["video"]["has_audio"], true);
+    let video = app
+        .wait_for_media(answer.body["id"].as_str().expect("id"))
+        .await;
+    assert_eq!(video["status"], "ready", "{video}");
+    let rendition = video["variants"]
+        .as_array()
+        .expect("variants")
+        .iter()
+        .find(|v| v["format"] == "mp4")
+        .expect("a rendition");
+    let bytes = app
+        .download(rendition["url"].as_str().expect("url"))
+        .await
+        .bytes()
+        .await
+        .expect("body");
+    let report = kiln_tests::video::probe(&bytes);
+    assert!(
+        kiln_tests::video::stream(&report, "video").is_some(),
+        "{report}"
+    );
+
     assert!(
         app.stored_files().is_empty(),
         "nothing went to the local directory"

@@ -293,3 +293,78 @@ async fn an_hdr_clip_is_tone_mapped_to_sdr_bt709() {
     assert_eq!(video["color_transfer"], "bt709", "{video}");
     assert_eq!(video["color_primaries"], "bt709", "{video}");
 }
+
+#[tokio::test]
+async fn a_video_sent_with_tus_by_a_token_that_allows_it_becomes_a_ladder() {
+    use super::tus::{create, offset_of, patch, token};
+    let app = spawn_app_with(small_ladder()).await;
+    let clip = Clip {
+        seconds: 1.0,
+        ..Clip::default()
+    }
+    .make();
+    let images_only = token(&app, serde_json::json!({})).await;
+    let created = create(&app, &images_only, clip.len()).await;
+    let location = created.headers()["location"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let refused = patch(&app, &images_only, &location, 0, clip.clone().into())
+        .await
+        .expect("patch");
+    assert_eq!(
+        refused.status(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "a token allows images by default"
+    );
+
+    let videos = token(
+        &app,
+        serde_json::json!({"content_types": ["video/mp4"], "max_bytes": 10_000_000}),
+    )
+    .await;
+    let created = create(&app, &videos, clip.len()).await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let location = created.headers()["location"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let half = clip.len() / 2;
+    let first = patch(&app, &videos, &location, 0, clip[..half].to_vec().into())
+        .await
+        .expect("first half");
+    assert_eq!(offset_of(&first), half);
+    let last = patch(&app, &videos, &location, half, clip[half..].to_vec().into())
+        .await
+        .expect("second half");
+    assert_eq!(last.status(), StatusCode::NO_CONTENT);
+    let media_id = last.headers()["kiln-media-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let media = app.wait_for_media(&media_id).await;
+    assert_eq!(media["status"], "ready", "{media}");
+    assert_eq!(media["content_type"], "video/mp4");
+    variant(&media, "240p", "mp4");
+}
+
+#[tokio::test]
+async fn a_4k_clip_at_the_size_limit_is_accepted_and_laddered_down() {
+    let app = spawn_app_with(small_ladder()).await;
+    let clip = Clip {
+        width: 3840,
+        height: 2160,
+        seconds: 0.4,
+        audio: false,
+        ..Clip::default()
+    }
+    .make();
+    let accepted = app.upload(clip).await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED, "{:?}", accepted.body);
+    let media = app
+        .wait_for_media(accepted.body["id"].as_str().expect("id"))
+        .await;
+    assert_eq!(media["status"], "ready", "{media}");
+    let top = variant(&media, "360p", "mp4");
+    assert_eq!((&top["width"], &top["height"]), (&640.into(), &360.into()));
+}

@@ -97,14 +97,16 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
     let started = std::time::Instant::now();
     let (transcoded, ()) = tokio::join!(transcode, report_progress(ctx, media.id, receiver));
     transcoded.map_err(|error| classify(error, job))?;
+    let transcode_seconds = started.elapsed().as_secs_f64();
     let poster = work.path().join("poster.png");
     ffmpeg::poster(&config.ffmpeg, source, &poster, limits)
         .await
         .map_err(|error| classify(error, job))?;
     for (rung, _) in &outputs {
         metrics::histogram!("kiln_video_transcode_seconds", "rendition" => rung.name.clone())
-            .record(started.elapsed().as_secs_f64());
+            .record(transcode_seconds);
     }
+    let poster_seconds = started.elapsed().as_secs_f64() - transcode_seconds;
 
     let mut rows = Vec::with_capacity(outputs.len());
     for (rung, path) in &outputs {
@@ -133,33 +135,42 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
         .map_err(JobError::Abort)?
         .abort()?;
     rows.extend(media::store_rendered(ctx, media.id, rendition.files).await?);
+    tracing::info!(
+        media.id = %media.id,
+        transcode_seconds,
+        poster_seconds,
+        rest_seconds = started.elapsed().as_secs_f64() - transcode_seconds - poster_seconds,
+        "video rendered"
+    );
     let placeholder = serde_json::to_value(&rendition.placeholder).abort()?;
     let size = (media.width, media.height);
     media::commit_ready(ctx, job, &media, rows, size, placeholder).await
 }
 
-/// Writes the latest progress at most once a second until the sender is gone, each write
-/// followed by the cache's invalidation so a read never shows an older figure.
+/// Writes the progress at most once a second until the sender is gone (the transcode ended),
+/// each write followed by the cache's invalidation so a read never shows an older figure.
+/// It never sleeps: ffmpeg reports twice a second, and a report within a second of the last
+/// write is skipped, so the job does not wait on this once ffmpeg is done.
 async fn report_progress(
     ctx: &Context,
     media_id: Uuid,
     mut receiver: tokio::sync::watch::Receiver<f64>,
 ) {
-    let mut written = -1.0f64;
+    let mut last_write: Option<std::time::Instant> = None;
     while receiver.changed().await.is_ok() {
-        let done = *receiver.borrow_and_update();
-        if done > written {
-            match db::media::set_progress(&ctx.db, media_id, done as f32).await {
-                Ok(()) => {
-                    written = done;
-                    ctx.cache
-                        .invalidate(&ctx.cache.key("media", media_id))
-                        .await;
-                }
-                Err(error) => tracing::debug!(%error, "progress not recorded"),
-            }
+        if last_write.is_some_and(|at| at.elapsed() < PROGRESS_EVERY) {
+            continue;
         }
-        tokio::time::sleep(PROGRESS_EVERY).await;
+        let done = *receiver.borrow_and_update();
+        match db::media::set_progress(&ctx.db, media_id, done as f32).await {
+            Ok(()) => {
+                last_write = Some(std::time::Instant::now());
+                ctx.cache
+                    .invalidate(&ctx.cache.key("media", media_id))
+                    .await;
+            }
+            Err(error) => tracing::debug!(%error, "progress not recorded"),
+        }
     }
 }
 

@@ -25,18 +25,29 @@ use crate::{
 /// The prefix of every upload token (API keys start with `kiln_`).
 pub const TOKEN_PREFIX: &str = "kut_";
 
-/// Image types an upload may be, by their bytes.
+/// Image types an upload may be, by their bytes: a token's default.
 const IMAGE_TYPES: [&str; 4] = ["image/jpeg", "image/png", "image/webp", "image/gif"];
+/// Every type a token may name: the images and, when the app asks, videos.
+const ACCEPTED_TYPES: [&str; 7] = [
+    "image/jpeg",
+    "image/png",
+    "image/webp",
+    "image/gif",
+    "video/mp4",
+    "video/quicktime",
+    "video/webm",
+];
 
 /// What the app allows the upload.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUploadToken {
-    /// The largest upload allowed, in bytes (at most KILN_MAX_UPLOAD_BYTES, which is also the
-    /// default).
+    /// The largest upload allowed, in bytes (default KILN_MAX_UPLOAD_BYTES; at most the larger
+    /// of it and KILN_VIDEO_MAX_UPLOAD_BYTES: each type is still held to its own limit).
     #[schema(minimum = 1)]
     pub max_bytes: Option<u64>,
-    /// Types the upload may be, judged by its bytes (default: every image type Kiln takes).
+    /// Types the upload may be, judged by its bytes (default: every image type Kiln takes;
+    /// name `video/mp4`, `video/quicktime` or `video/webm` to allow videos).
     pub content_types: Option<Vec<String>>,
     /// Metadata the media gets (string values, as for `PATCH /v1/media/{id}`).
     #[schema(value_type = Option<std::collections::HashMap<String, String>>)]
@@ -82,8 +93,11 @@ pub async fn create_token(
             message,
         )
     };
-    let limit = state.config.max_upload_bytes;
-    let max_bytes = request.max_bytes.unwrap_or(limit);
+    let limit = state
+        .config
+        .max_upload_bytes
+        .max(state.config.video.max_upload_bytes);
+    let max_bytes = request.max_bytes.unwrap_or(state.config.max_upload_bytes);
     if !(1..=limit).contains(&max_bytes) {
         return Err(invalid(format!(
             "max_bytes {max_bytes} is outside 1..={limit}"
@@ -95,10 +109,10 @@ pub async fn create_token(
             return Err(invalid("content_types must name at least one type".into()));
         }
         Some(types) => {
-            if let Some(unknown) = types.iter().find(|t| !IMAGE_TYPES.contains(&t.as_str())) {
+            if let Some(unknown) = types.iter().find(|t| !ACCEPTED_TYPES.contains(&t.as_str())) {
                 return Err(invalid(format!(
                     "{unknown:?} is not one of {}",
-                    IMAGE_TYPES.join(", ")
+                    ACCEPTED_TYPES.join(", ")
                 )));
             }
             types

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use kiln_core::{
     db::{self, tus::TusUpload},
-    image_probe,
+    media_format::{self, MediaFormat},
 };
 use uuid::Uuid;
 
@@ -42,10 +42,7 @@ pub async fn discover(State(state): State<AppState>) -> Response {
     tus_headers(&mut headers);
     headers.insert("tus-version", HeaderValue::from_static(TUS_VERSION));
     headers.insert("tus-extension", HeaderValue::from_static(EXTENSIONS));
-    headers.insert(
-        "tus-max-size",
-        HeaderValue::from(state.config.max_upload_bytes),
-    );
+    headers.insert("tus-max-size", HeaderValue::from(largest_upload(&state)));
     (StatusCode::NO_CONTENT, headers).into_response()
 }
 
@@ -97,7 +94,8 @@ pub async fn create(State(state): State<AppState>, request: Request) -> Result<R
         .transpose()?;
     // After the other headers: a malformed request is a 400 whatever version it claims.
     require_version(&parts.headers)?;
-    let mut limit = state.config.max_upload_bytes;
+    // Each type's own limit is applied once the first bytes say what the upload is.
+    let mut limit = largest_upload(&state);
     if let TusCaller::Token(token) = &caller {
         limit = limit.min(u64::try_from(token.max_bytes).unwrap_or(0));
     }
@@ -360,7 +358,7 @@ async fn append(
     let mut interrupted = None;
     // The start of the upload: sniffed first, so a non-image never reaches storage.
     if upload.upload_offset == 0 {
-        while pending.len() < image_probe::SNIFF_LEN {
+        while pending.len() < media_format::SNIFF_LEN {
             match next_chunk(stream, &mut pace).await {
                 Ok(Some(bytes)) => pending.extend_from_slice(&bytes),
                 Ok(None) => break,
@@ -371,7 +369,7 @@ async fn append(
             }
         }
         let whole = pending.len() as u64 >= room;
-        if pending.len() < image_probe::SNIFF_LEN && !whole {
+        if pending.len() < media_format::SNIFF_LEN && !whole {
             // Too few bytes to tell what it is: a broken-off start is dropped (the client
             // starts again from 0); a complete but tiny PATCH is kept and judged at the end.
             if let Some(error) = interrupted {
@@ -384,12 +382,26 @@ async fn append(
                 ));
             }
         } else {
-            let sniffed = image_probe::sniff(&pending).map(|f| f.content_type());
-            if !sniffed.is_some_and(|sniffed| allowed(upload, sniffed)) {
+            let sniffed = MediaFormat::sniff(&pending);
+            if !sniffed.is_some_and(|sniffed| allowed(upload, sniffed.content_type())) {
                 tus_finish::discard(state, upload.id).await;
                 return Err(not_an_image());
             }
-            content_type = sniffed.map(str::to_owned);
+            if let Some(format) = sniffed {
+                let limit = type_limit(state, format);
+                if u64::try_from(upload.upload_length).unwrap_or(u64::MAX) > limit {
+                    tus_finish::discard(state, upload.id).await;
+                    return Err(ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "payload_too_large",
+                        format!(
+                            "a {} upload may be at most {limit} bytes",
+                            format.content_type()
+                        ),
+                    ));
+                }
+            }
+            content_type = sniffed.map(|format| format.content_type().to_owned());
         }
     }
     let chunk = format!(
@@ -496,7 +508,24 @@ async fn drain(stream: &mut axum::body::BodyDataStream) {
     drained.await.ok();
 }
 
-/// Whether the upload may be of `content_type` (its token's types; any image with a key).
+/// The larger of the image and video upload limits: what a creation may announce.
+fn largest_upload(state: &AppState) -> u64 {
+    state
+        .config
+        .max_upload_bytes
+        .max(state.config.video.max_upload_bytes)
+}
+
+/// The upload limit of one type.
+fn type_limit(state: &AppState, format: MediaFormat) -> u64 {
+    match format {
+        MediaFormat::Image(_) => state.config.max_upload_bytes,
+        MediaFormat::Video(_) => state.config.video.max_upload_bytes,
+    }
+}
+
+/// Whether the upload may be of `content_type` (its token's types; any accepted type with a
+/// key).
 pub fn allowed(upload: &TusUpload, content_type: &str) -> bool {
     upload
         .content_types
@@ -504,12 +533,12 @@ pub fn allowed(upload: &TusUpload, content_type: &str) -> bool {
         .is_none_or(|types| types.iter().any(|t| t == content_type))
 }
 
-/// 415 for bytes that are not an image the upload may be.
+/// 415 for bytes that are not an image or video the upload may be.
 pub fn not_an_image() -> ApiError {
     ApiError::new(
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "unsupported_media_type",
-        "the upload is not an image of a type it may be (judged by content, not name)",
+        "the upload is not an image or video of a type it may be (judged by content, not name)",
     )
 }
 
