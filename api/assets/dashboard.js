@@ -88,6 +88,7 @@
       cell(row, q.failure_rate === null ? "–" : (q.failure_rate * 100).toFixed(1) + "%", "queue-failure-rate");
       cell(row, text(q.workers_alive), "queue-workers");
       cell(row, q.oldest_live_age_seconds === null ? "–" : Math.round(q.oldest_live_age_seconds) + " s", "queue-oldest-live");
+      cell(row, q.realtime_factor == null ? "–" : q.realtime_factor.toFixed(2) + "x", "queue-realtime");
     });
   }
 

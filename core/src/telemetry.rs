@@ -135,6 +135,13 @@ pub fn install_metrics_recorder() -> anyhow::Result<PrometheusHandle> {
             0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
             60.0,
         ])?
+        // Transcodes and the clips they read last minutes, not milliseconds.
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Prefix("kiln_video_".into()),
+            &[
+                0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+            ],
+        )?
         .install_recorder()?;
     Ok(handle)
 }

@@ -101,6 +101,8 @@ impl Clip {
                 _ => command.args(["-c:a", "aac"]),
             };
         }
+        // What a phone writes about where and when; renditions must not carry it.
+        command.args(["-metadata", "title=kiln-test-private-title"]);
         command.arg("-y").arg(&out);
         run(&mut command);
         if let Some(degrees) = self.rotate {

@@ -214,3 +214,37 @@ pub async fn prune_samples(
         .await?;
     Ok(done.rows_affected())
 }
+
+/// Records a finished transcode (and forgets those older than an hour).
+pub async fn record_transcode(
+    db: impl PgExecutor<'_>,
+    job_id: uuid::Uuid,
+    media_seconds: f64,
+    cpu_seconds: f64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "WITH old AS (DELETE FROM video_transcodes WHERE finished_at < now() - interval '1 hour')
+         INSERT INTO video_transcodes (job_id, media_seconds, cpu_seconds) VALUES ($1, $2, $3)
+         ON CONFLICT (job_id) DO NOTHING",
+        job_id,
+        media_seconds,
+        cpu_seconds,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Video seconds transcoded per ffmpeg CPU second since `since`; `None` without transcodes.
+pub async fn video_realtime_factor(
+    db: impl PgExecutor<'_>,
+    since: DateTime<Utc>,
+) -> Result<Option<f64>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "SELECT sum(media_seconds) / nullif(sum(cpu_seconds), 0) FROM video_transcodes
+         WHERE finished_at >= $1",
+        since,
+    )
+    .fetch_one(db)
+    .await
+}

@@ -88,6 +88,8 @@ fn the_dashboard_and_the_scrape_config_cover_kiln() {
         "kiln_jobs_succeeded_total",
         "kiln_queue_ready_messages",
         "kiln_http_request_duration_seconds_bucket",
+        "kiln_video_cpu_seconds_sum",
+        "kiln_video_transcode_seconds_bucket",
     ] {
         assert!(
             exprs.iter().any(|expr| expr.contains(metric)),

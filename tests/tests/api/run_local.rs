@@ -109,11 +109,18 @@ async fn stop(script: Child) -> String {
         .args(["-TERM", &pid.to_string()])
         .status()
         .expect("kill");
-    let output = tokio::time::timeout(Duration::from_secs(60), script.wait_with_output())
-        .await
-        .expect("run-local stops on SIGTERM")
-        .expect("output");
-    String::from_utf8_lossy(&output.stderr).into_owned()
+    let waited = tokio::time::timeout(Duration::from_secs(60), script.wait_with_output()).await;
+    let Ok(output) = waited else {
+        // Say which process held on (a CI run once timed out here with nothing to go on):
+        // what is still running under this script.
+        let left = std::process::Command::new("pgrep")
+            .args(["-a", "-P", &pid.to_string()])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        panic!("run-local did not stop within 60 s of SIGTERM; its children: {left}");
+    };
+    String::from_utf8_lossy(&output.expect("output").stderr).into_owned()
 }
 
 #[tokio::test]

@@ -41,6 +41,10 @@ async fn a_portrait_phone_clip_becomes_an_upright_ladder_and_a_poster_that_play(
     }
     .make();
     let source = probe(&clip);
+    assert!(
+        source.to_string().contains("kiln-test-private-title"),
+        "{source}"
+    );
 
     let accepted = app.upload(clip.clone()).await;
     assert_eq!(accepted.status, StatusCode::ACCEPTED, "{:?}", accepted.body);
@@ -91,6 +95,10 @@ async fn a_portrait_phone_clip_becomes_an_upright_ladder_and_a_poster_that_play(
             stream(&report, "audio").expect("audio kept")["codec_name"],
             "aac"
         );
+        assert!(
+            !report.to_string().contains("kiln-test-private-title"),
+            "metadata stripped: {report}"
+        );
         let (ours, theirs) = (duration_of(&report), duration_of(&source));
         assert!((ours - theirs).abs() <= 0.1, "{name}: {ours} vs {theirs}");
         // Faststart: the index comes before the frames, so a player starts at once.
@@ -116,6 +124,70 @@ async fn a_portrait_phone_clip_becomes_an_upright_ladder_and_a_poster_that_play(
     variant(&media, "poster", "webp");
     variant(&media, "thumb", "jpeg");
     assert!(media["placeholder"]["thumbhash"].is_string(), "{media}");
+
+    // What the dashboard's realtime factor and transcode panels read.
+    let worker = app.worker.as_ref().expect("worker");
+    let metrics = worker
+        .wait_for_field("metrics listening", "addr")
+        .await
+        .expect("metrics address");
+    let text = reqwest::get(format!("http://{metrics}/metrics"))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text");
+    // The operators' dashboard's realtime factor (recorded just after the media is ready).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let queues = app.get("/v1/admin/queues").await.body;
+        let video = queues["queues"]
+            .as_array()
+            .and_then(|q| q.iter().find(|q| q["queue"] == "video"))
+            .cloned()
+            .unwrap_or_default();
+        if video["realtime_factor"].as_f64().is_some_and(|f| f > 0.0) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{queues}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let sum = |name: &str| kiln_tests::metric_value(&text, name, &[]);
+    assert!(
+        (sum("kiln_video_media_seconds_sum") - 2.0).abs() < 0.1,
+        "{text}"
+    );
+    assert!(sum("kiln_video_cpu_seconds_sum") > 0.0, "{text}");
+    assert!(
+        kiln_tests::metric_value(
+            &text,
+            "kiln_video_transcode_seconds_count",
+            &["rendition=\"240p\""]
+        ) >= 1.0,
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn with_kiln_video_audio_false_renditions_have_no_audio() {
+    let app = spawn_app_with(small_ladder().env("KILN_VIDEO_AUDIO", "false")).await;
+    let clip = Clip {
+        seconds: 1.0,
+        ..Clip::default()
+    }
+    .make();
+    assert!(
+        stream(&probe(&clip), "audio").is_some(),
+        "the source has audio"
+    );
+    let accepted = app.upload(clip).await;
+    let media = app
+        .wait_for_media(accepted.body["id"].as_str().expect("id"))
+        .await;
+    assert_eq!(media["status"], "ready", "{media}");
+    let url = variant(&media, "240p", "mp4")["url"].as_str().expect("url");
+    let report = probe(&fetch(&app, url, None).await.bytes().await.expect("body"));
+    assert!(stream(&report, "audio").is_none(), "{report}");
 }
 
 #[tokio::test]

@@ -96,8 +96,13 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
     );
     let started = std::time::Instant::now();
     let (transcoded, ()) = tokio::join!(transcode, report_progress(ctx, media.id, receiver));
-    transcoded.map_err(|error| classify(error, job))?;
+    let cpu_seconds = transcoded.map_err(|error| classify(error, job))?;
     let transcode_seconds = started.elapsed().as_secs_f64();
+    // Video seconds per ffmpeg CPU second: the dashboard's realtime factor is the ratio of
+    // the rates of these two series' sums (per transcode, so their counts match).
+    let media_seconds = facts.duration_seconds.min(config.limits.max_seconds);
+    metrics::histogram!("kiln_video_media_seconds").record(media_seconds);
+    metrics::histogram!("kiln_video_cpu_seconds").record(cpu_seconds);
     let poster = work.path().join("poster.png");
     ffmpeg::poster(&config.ffmpeg, source, &poster, limits)
         .await
@@ -138,13 +143,22 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
     tracing::info!(
         media.id = %media.id,
         transcode_seconds,
+        cpu_seconds,
+        realtime_factor = if cpu_seconds > 0.0 { media_seconds / cpu_seconds } else { 0.0 },
         poster_seconds,
         rest_seconds = started.elapsed().as_secs_f64() - transcode_seconds - poster_seconds,
         "video rendered"
     );
     let placeholder = serde_json::to_value(&rendition.placeholder).abort()?;
     let size = (media.width, media.height);
-    media::commit_ready(ctx, job, &media, rows, size, placeholder).await
+    media::commit_ready(ctx, job, &media, rows, size, placeholder).await?;
+    // For the operators' dashboard only: a failure here loses one sample, not the video.
+    if let Err(error) =
+        db::stats::record_transcode(&ctx.db, job.id, media_seconds, cpu_seconds).await
+    {
+        tracing::warn!(%error, "transcode not recorded for the dashboard");
+    }
+    Ok(())
 }
 
 /// Writes the progress at most once a second until the sender is gone (the transcode ended),

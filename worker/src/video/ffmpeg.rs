@@ -57,6 +57,7 @@ const TONEMAP: &str = "zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,\
 const POSTER_SEARCH_SECONDS: u32 = 10;
 
 /// Makes every rung from one decode; `progress` gets the fraction done as ffmpeg reports it.
+/// Returns the CPU seconds ffmpeg used (as of its last report), for the realtime factor.
 pub async fn transcode(
     ffmpeg: &str,
     source: Source<'_>,
@@ -64,7 +65,7 @@ pub async fn transcode(
     audio: bool,
     limits: Limits,
     progress: impl FnMut(f64),
-) -> Result<(), FfmpegError> {
+) -> Result<f64, FfmpegError> {
     let args = transcode_args(source, outputs, audio, limits.threads);
     run(
         ffmpeg,
@@ -86,7 +87,7 @@ pub async fn poster(
 ) -> Result<(), FfmpegError> {
     for skip_black in [true, false] {
         let args = poster_args(source, out, limits.threads, skip_black);
-        run(
+        let _cpu_seconds = run(
             ffmpeg,
             args,
             source.duration_seconds,
@@ -261,7 +262,7 @@ async fn run(
     duration_seconds: f64,
     timeout: Duration,
     mut progress: impl FnMut(f64),
-) -> Result<(), FfmpegError> {
+) -> Result<f64, FfmpegError> {
     let mut child = tokio::process::Command::new(ffmpeg)
         .args(&args)
         .stdin(Stdio::null())
@@ -278,6 +279,8 @@ async fn run(
         .process_group(0)
         .kill_on_drop(true)
         .spawn()?;
+    let pid = child.id();
+    let mut cpu_seconds = 0.0;
     let stdout = child.stdout.take().ok_or_else(|| broken("stdout"))?;
     let mut stderr = child.stderr.take().ok_or_else(|| broken("stderr"))?;
     let work = async {
@@ -295,6 +298,13 @@ async fn run(
                 if let Some(done) = fraction_done(&line, duration_seconds) {
                     progress(done);
                 }
+                // A report ends with `progress=`; the last (`progress=end`) comes after the
+                // files are finished, just before ffmpeg exits.
+                if line.starts_with("progress=")
+                    && let Some(seconds) = pid.and_then(cpu_seconds_of)
+                {
+                    cpu_seconds = seconds;
+                }
             }
             Ok::<_, std::io::Error>(())
         };
@@ -307,7 +317,7 @@ async fn run(
         .await
         .map_err(|_| FfmpegError::TimedOut(timeout))??;
     if status.success() {
-        return Ok(());
+        return Ok(cpu_seconds);
     }
     let reason = errors
         .lines()
@@ -322,6 +332,16 @@ fn broken(what: &str) -> FfmpegError {
     FfmpegError::Io(std::io::Error::other(format!(
         "ffmpeg's {what} was not captured"
     )))
+}
+
+/// CPU seconds (user and system) process `pid` has used, from `/proc` (Linux).
+fn cpu_seconds_of(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces; the fields after its ')' are fixed.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // USER_HZ is 100 on Linux.
+    Some(ticks / 100.0)
 }
 
 /// The fraction done in a `-progress` line (`out_time_us=…`).
@@ -340,6 +360,13 @@ mod tests {
         assert_eq!(fraction_done("out_time_us=N/A", 10.0), None);
         assert_eq!(fraction_done("out_time_us=99000000", 10.0), Some(1.0));
         assert_eq!(fraction_done("frame=12", 10.0), None);
+    }
+
+    #[test]
+    fn a_process_cpu_time_is_read_from_proc() {
+        let own = cpu_seconds_of(std::process::id()).expect("this process");
+        assert!(own >= 0.0);
+        assert_eq!(cpu_seconds_of(u32::MAX), None);
     }
 
     #[test]

@@ -4,7 +4,10 @@
 
 use axum::{Json, extract::State};
 use chrono::Utc;
-use kiln_core::{db, jobs::kind_queue_names};
+use kiln_core::{
+    db,
+    jobs::{JobKind, kind_queue_names},
+};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -40,6 +43,9 @@ pub struct QueueView {
     pub workers_alive: i64,
     /// Age of the queue's oldest queued, running or failed job; `None` when it has none.
     pub oldest_live_age_seconds: Option<f64>,
+    /// The video queue's video seconds transcoded per ffmpeg CPU second in the window; `null`
+    /// for other queues or without transcodes.
+    pub realtime_factor: Option<f64>,
 }
 
 /// Every queue's view, and whether the broker answered.
@@ -51,6 +57,7 @@ pub async fn live(state: &AppState) -> Result<(Vec<QueueView>, bool), ApiError> 
     let dead = db::stats::dead_by_kind(&state.db).await?;
     let workers = db::workers::alive_by_queue(&state.db, state.config.heartbeat_timeout).await?;
     let oldest = db::rescue::oldest_live_by_kind(&state.db).await?;
+    let realtime_factor = db::stats::video_realtime_factor(&state.db, since).await?;
     let broker = match state.publisher.queue_stats().await {
         Ok(stats) => Some(stats),
         Err(error) => {
@@ -95,6 +102,8 @@ pub async fn live(state: &AppState) -> Result<(Vec<QueueView>, bool), ApiError> 
                 wait_p95_ms: a.wait_p95_ms,
                 workers_alive,
                 oldest_live_age_seconds,
+                realtime_factor: realtime_factor
+                    .filter(|_| a.queue == JobKind::Video.queue().as_str()),
                 queue: a.queue,
             }
         })
