@@ -73,9 +73,8 @@ fn main() {
     .expect("configuration");
     let avif = config.avif.expect("AVIF configured");
     let with = Quality {
-        jpeg: config.jpeg_quality,
-        webp: config.webp_quality,
         avif: Some(avif),
+        ..Quality::of(&config)
     };
     let without = Quality { avif: None, ..with };
     let render = |quality| {

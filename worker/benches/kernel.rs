@@ -58,12 +58,13 @@ fn main() {
     let runs: usize = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(7);
     let threads: usize = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(1);
     let data = std::fs::read(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
-    let config = Config::from_lookup(|_| None).expect("default configuration");
-    let quality = Quality {
-        jpeg: config.jpeg_quality,
-        webp: config.webp_quality,
-        avif: config.avif,
-    };
+    // The defaults, except the WebP effort when the environment names one (to compare them).
+    let config = Config::from_lookup(|var| match var {
+        "KILN_WEBP_METHOD" => std::env::var(var).ok(),
+        _ => None,
+    })
+    .expect("default configuration");
+    let quality = Quality::of(&config);
     let render = || {
         imaging::render(
             &data,

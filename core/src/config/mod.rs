@@ -117,6 +117,8 @@ pub struct Config {
     pub jpeg_quality: u8,
     /// WebP (lossy) quality of variants, 1–100.
     pub webp_quality: u8,
+    /// libwebp's effort for variants, 0 (fastest) – 6 (`KILN_WEBP_METHOD`).
+    pub webp_method: u8,
     /// AVIF variants too, with these settings (`KILN_FORMATS=jpeg,webp,avif`); off by default.
     pub avif: Option<AvifOutput>,
     /// Video uploads and their transcoding.
@@ -279,6 +281,7 @@ impl Config {
             cpu_threads: env.bounded("KILN_CPU_THREADS", cpus, 1, 1024)?,
             jpeg_quality: env.bounded("KILN_JPEG_QUALITY", 82, 1, 100)?,
             webp_quality: env.bounded("KILN_WEBP_QUALITY", 80, 1, 100)?,
+            webp_method: env.bounded("KILN_WEBP_METHOD", 2, 0, 6)?,
             avif: image_output::read(&env)?,
             video: VideoConfig::read(&env)?,
             migrate: env.parse("KILN_MIGRATE", "false")?,

@@ -37,15 +37,20 @@ pub fn jpeg(pixels: &Pixels, quality: u8) -> Result<Vec<u8>, String> {
 /// The largest width or height WebP can store.
 pub const WEBP_MAX_DIMENSION: u32 = 16_383;
 
-/// Lossy WebP at `quality`, keeping transparency.
-pub fn webp(pixels: &Pixels, quality: u8) -> Result<Vec<u8>, String> {
+/// Lossy WebP at `quality` and libwebp's `method` (effort), keeping transparency.
+pub fn webp(pixels: &Pixels, quality: u8, method: u8) -> Result<Vec<u8>, String> {
     let encoder = if pixels.has_alpha() {
         webp::Encoder::from_rgba(pixels.bytes(), pixels.width(), pixels.height())
     } else {
         webp::Encoder::from_rgb(pixels.bytes(), pixels.width(), pixels.height())
     };
+    let mut config =
+        webp::WebPConfig::new().map_err(|()| "cannot configure the WebP encoder".to_owned())?;
+    config.quality = f32::from(quality);
+    config.method = i32::from(method);
+    config.alpha_compression = 1;
     encoder
-        .encode_simple(false, f32::from(quality))
+        .encode_advanced(&config)
         .map(|memory| memory.to_vec())
         .map_err(|e| format!("cannot encode WebP: {e:?}"))
 }

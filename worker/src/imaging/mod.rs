@@ -32,8 +32,22 @@ use kiln_core::{
 pub struct Quality {
     pub jpeg: u8,
     pub webp: u8,
+    /// libwebp's effort, 0 (fastest) to 6 (`KILN_WEBP_METHOD`).
+    pub webp_method: u8,
     /// AVIF too, when configured (`KILN_FORMATS`).
     pub avif: Option<AvifOutput>,
+}
+
+impl Quality {
+    /// The settings `config` names.
+    pub fn of(config: &kiln_core::Config) -> Self {
+        Self {
+            jpeg: config.jpeg_quality,
+            webp: config.webp_quality,
+            webp_method: config.webp_method,
+            avif: config.avif,
+        }
+    }
 }
 
 /// One encoded file.
@@ -124,7 +138,7 @@ pub fn render(
             format: "webp",
             width: w,
             height: h,
-            bytes: encode::webp(&pixels, quality.webp).map_err(DecodeError)?,
+            bytes: encode::webp(&pixels, quality.webp, quality.webp_method).map_err(DecodeError)?,
         });
         if let Some(avif) = quality.avif
             && let Some(bytes) =

@@ -13,6 +13,7 @@ use super::{Quality, Rendition, render};
 const QUALITY: Quality = Quality {
     jpeg: 85,
     webp: 80,
+    webp_method: 4,
     avif: None,
 };
 

@@ -54,11 +54,7 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
 
     let specs = ctx.config.variants.clone();
     let max_pixels = ctx.config.max_pixels;
-    let quality = Quality {
-        jpeg: ctx.config.jpeg_quality,
-        webp: ctx.config.webp_quality,
-        avif: ctx.config.avif,
-    };
+    let quality = Quality::of(&ctx.config);
     // Rendering that outlasts most of the attempt's time limit is likely the image's cost: a
     // retry would hold a CPU just as long. The budget ends before the attempt's own time-out
     // (retried like any other), so the two are told apart.

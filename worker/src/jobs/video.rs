@@ -127,11 +127,7 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
         fit: kiln_core::config::Fit::Width,
     }];
     specs.extend(ctx.config.variants.iter().cloned());
-    let quality = Quality {
-        jpeg: ctx.config.jpeg_quality,
-        webp: ctx.config.webp_quality,
-        avif: ctx.config.avif,
-    };
+    let quality = Quality::of(&ctx.config);
     let max_pixels = ctx.config.max_pixels;
     let rendition = ctx
         .cpu
