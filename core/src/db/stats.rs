@@ -215,7 +215,8 @@ pub async fn prune_samples(
     Ok(done.rows_affected())
 }
 
-/// Records a finished transcode (and forgets those older than an hour).
+/// Records a finished transcode (and forgets those older than an hour: the table holds an
+/// hour of transcodes at most).
 pub async fn record_transcode(
     db: impl PgExecutor<'_>,
     job_id: uuid::Uuid,

@@ -568,3 +568,34 @@ async fn a_request_that_finds_the_upload_being_recorded_gets_423_and_one_media_r
         listed.body
     );
 }
+
+#[tokio::test]
+async fn an_image_is_held_to_the_image_limit_even_when_its_first_patch_is_too_short_to_judge() {
+    // The creation may announce up to the video limit; the image limit applies once the
+    // bytes say it is an image, here only when the upload is put together at its end.
+    let app = spawn_app_with(Options::default().env("KILN_MAX_UPLOAD_BYTES", "100000")).await;
+    let photo = noisy_jpeg();
+    assert!(photo.len() > 100_000, "{}", photo.len());
+    let created = create(&app, &app.key, photo.len()).await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let location = created.headers()["location"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let first = patch(&app, &app.key, &location, 0, photo[..1].to_vec().into())
+        .await
+        .expect("one byte");
+    assert_eq!(first.status(), StatusCode::NO_CONTENT);
+    let rest = patch(&app, &app.key, &location, 1, photo[1..].to_vec().into())
+        .await
+        .expect("the rest");
+    assert_eq!(rest.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(error_code(rest).await, "payload_too_large");
+    assert_eq!(
+        head(&app, &app.key, &location).await.status(),
+        StatusCode::NOT_FOUND,
+        "the upload is removed"
+    );
+    let listed = app.get("/v1/media?limit=10").await;
+    assert_eq!(listed.body["items"], json!([]), "{:?}", listed.body);
+}

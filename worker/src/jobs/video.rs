@@ -96,13 +96,17 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
     );
     let started = std::time::Instant::now();
     let (transcoded, ()) = tokio::join!(transcode, report_progress(ctx, media.id, receiver));
+    // `None` where /proc cannot be read: no sample then, rather than a zero that would
+    // inflate the realtime factor.
     let cpu_seconds = transcoded.map_err(|error| classify(error, job))?;
     let transcode_seconds = started.elapsed().as_secs_f64();
     // Video seconds per ffmpeg CPU second: the dashboard's realtime factor is the ratio of
     // the rates of these two series' sums (per transcode, so their counts match).
     let media_seconds = facts.duration_seconds.min(config.limits.max_seconds);
-    metrics::histogram!("kiln_video_media_seconds").record(media_seconds);
-    metrics::histogram!("kiln_video_cpu_seconds").record(cpu_seconds);
+    if let Some(cpu_seconds) = cpu_seconds {
+        metrics::histogram!("kiln_video_media_seconds").record(media_seconds);
+        metrics::histogram!("kiln_video_cpu_seconds").record(cpu_seconds);
+    }
     let poster = work.path().join("poster.png");
     ffmpeg::poster(&config.ffmpeg, source, &poster, limits)
         .await
@@ -140,7 +144,7 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
         media.id = %media.id,
         transcode_seconds,
         cpu_seconds,
-        realtime_factor = if cpu_seconds > 0.0 { media_seconds / cpu_seconds } else { 0.0 },
+        realtime_factor = cpu_seconds.filter(|c| *c > 0.0).map(|c| media_seconds / c),
         poster_seconds,
         rest_seconds = started.elapsed().as_secs_f64() - transcode_seconds - poster_seconds,
         "video rendered"
@@ -149,8 +153,9 @@ pub async fn run(ctx: &Context, job: &Job) -> Result<(), JobError> {
     let size = (media.width, media.height);
     media::commit_ready(ctx, job, &media, rows, size, placeholder).await?;
     // For the operators' dashboard only: a failure here loses one sample, not the video.
-    if let Err(error) =
-        db::stats::record_transcode(&ctx.db, job.id, media_seconds, cpu_seconds).await
+    if let Some(cpu_seconds) = cpu_seconds
+        && let Err(error) =
+            db::stats::record_transcode(&ctx.db, job.id, media_seconds, cpu_seconds).await
     {
         tracing::warn!(%error, "transcode not recorded for the dashboard");
     }
@@ -167,19 +172,38 @@ async fn report_progress(
     mut receiver: tokio::sync::watch::Receiver<f64>,
 ) {
     let mut last_write: Option<std::time::Instant> = None;
+    let mut skipped = false;
     while receiver.changed().await.is_ok() {
         if last_write.is_some_and(|at| at.elapsed() < PROGRESS_EVERY) {
+            skipped = true;
             continue;
         }
+        skipped = false;
         let done = *receiver.borrow_and_update();
-        match db::media::set_progress(&ctx.db, media_id, done as f32).await {
-            Ok(()) => {
-                last_write = Some(std::time::Instant::now());
-                ctx.cache
-                    .invalidate(&ctx.cache.key("media", media_id))
-                    .await;
-            }
-            Err(error) => tracing::debug!(%error, "progress not recorded"),
+        if write_progress(ctx, media_id, done).await {
+            last_write = Some(std::time::Instant::now());
+        }
+    }
+    // The last report (often the end) may have come within the second: written once more,
+    // so the poster and storing that follow do not show an older figure.
+    if skipped {
+        let done = *receiver.borrow();
+        write_progress(ctx, media_id, done).await;
+    }
+}
+
+/// Writes one progress figure and drops the cached read; false if it could not be written.
+async fn write_progress(ctx: &Context, media_id: Uuid, done: f64) -> bool {
+    match db::media::set_progress(&ctx.db, media_id, done as f32).await {
+        Ok(()) => {
+            ctx.cache
+                .invalidate(&ctx.cache.key("media", media_id))
+                .await;
+            true
+        }
+        Err(error) => {
+            tracing::debug!(%error, "progress not recorded");
+            false
         }
     }
 }

@@ -57,7 +57,8 @@ const TONEMAP: &str = "zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,\
 const POSTER_SEARCH_SECONDS: u32 = 10;
 
 /// Makes every rung from one decode; `progress` gets the fraction done as ffmpeg reports it.
-/// Returns the CPU seconds ffmpeg used (as of its last report), for the realtime factor.
+/// Returns the CPU seconds ffmpeg used (as of its last report), for the realtime factor;
+/// `None` where `/proc` cannot be read.
 pub async fn transcode(
     ffmpeg: &str,
     source: Source<'_>,
@@ -65,7 +66,7 @@ pub async fn transcode(
     audio: bool,
     limits: Limits,
     progress: impl FnMut(f64),
-) -> Result<f64, FfmpegError> {
+) -> Result<Option<f64>, FfmpegError> {
     let args = transcode_args(source, outputs, audio, limits.threads);
     run(
         ffmpeg,
@@ -262,7 +263,7 @@ async fn run(
     duration_seconds: f64,
     timeout: Duration,
     mut progress: impl FnMut(f64),
-) -> Result<f64, FfmpegError> {
+) -> Result<Option<f64>, FfmpegError> {
     let mut child = tokio::process::Command::new(ffmpeg)
         .args(&args)
         .stdin(Stdio::null())
@@ -280,7 +281,7 @@ async fn run(
         .kill_on_drop(true)
         .spawn()?;
     let pid = child.id();
-    let mut cpu_seconds = 0.0;
+    let mut cpu_seconds = None;
     let stdout = child.stdout.take().ok_or_else(|| broken("stdout"))?;
     let mut stderr = child.stderr.take().ok_or_else(|| broken("stderr"))?;
     let work = async {
@@ -303,7 +304,7 @@ async fn run(
                 if line.starts_with("progress=")
                     && let Some(seconds) = pid.and_then(cpu_seconds_of)
                 {
-                    cpu_seconds = seconds;
+                    cpu_seconds = Some(seconds);
                 }
             }
             Ok::<_, std::io::Error>(())

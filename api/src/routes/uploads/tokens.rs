@@ -42,8 +42,9 @@ const ACCEPTED_TYPES: [&str; 7] = [
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUploadToken {
-    /// The largest upload allowed, in bytes (default KILN_MAX_UPLOAD_BYTES; at most the larger
-    /// of it and KILN_VIDEO_MAX_UPLOAD_BYTES: each type is still held to its own limit).
+    /// The largest upload allowed, in bytes (default: KILN_MAX_UPLOAD_BYTES, or
+    /// KILN_VIDEO_MAX_UPLOAD_BYTES when `content_types` names a video; at most the larger of
+    /// the two: each type is still held to its own limit).
     #[schema(minimum = 1)]
     pub max_bytes: Option<u64>,
     /// Types the upload may be, judged by its bytes (default: every image type Kiln takes;
@@ -97,12 +98,6 @@ pub async fn create_token(
         .config
         .max_upload_bytes
         .max(state.config.video.max_upload_bytes);
-    let max_bytes = request.max_bytes.unwrap_or(state.config.max_upload_bytes);
-    if !(1..=limit).contains(&max_bytes) {
-        return Err(invalid(format!(
-            "max_bytes {max_bytes} is outside 1..={limit}"
-        )));
-    }
     let content_types = match request.content_types {
         None => IMAGE_TYPES.map(str::to_owned).to_vec(),
         Some(types) if types.is_empty() => {
@@ -118,6 +113,18 @@ pub async fn create_token(
             types
         }
     };
+    // By default the largest its types may be: the video limit once it allows a video.
+    let default_max = if content_types.iter().any(|t| t.starts_with("video/")) {
+        state.config.video.max_upload_bytes
+    } else {
+        state.config.max_upload_bytes
+    };
+    let max_bytes = request.max_bytes.unwrap_or(default_max);
+    if !(1..=limit).contains(&max_bytes) {
+        return Err(invalid(format!(
+            "max_bytes {max_bytes} is outside 1..={limit}"
+        )));
+    }
     let metadata = request.metadata.unwrap_or_default();
     crate::routes::media::metadata::check_patch(&metadata)?;
     let metadata: Map<String, Value> = metadata.into_iter().filter(|(_, v)| !v.is_null()).collect();

@@ -61,7 +61,7 @@ pub async fn discover(State(state): State<AppState>) -> Response {
         (status = 403, description = "`forbidden`: the key lacks the media scope", body = crate::openapi::ErrorBody),
         (status = 409, description = "`token_used`: the token started an upload already", body = crate::openapi::ErrorBody),
         (status = 412, description = "`tus_version_unsupported`: Tus-Resumable names another version (without it: 400 `tus_resumable_missing`)", body = crate::openapi::ErrorBody),
-        (status = 413, description = "`payload_too_large`: over KILN_MAX_UPLOAD_BYTES or the token's max_bytes, or a whole day's quota", body = crate::openapi::ErrorBody),
+        (status = 413, description = "`payload_too_large`: over the larger of KILN_MAX_UPLOAD_BYTES and KILN_VIDEO_MAX_UPLOAD_BYTES (each type is held to its own once its first bytes arrive), over the token's max_bytes, or a whole day's quota", body = crate::openapi::ErrorBody),
         (status = 429, description = "`quota_exceeded`", body = crate::openapi::ErrorBody),
     ))]
 pub async fn create(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
@@ -517,7 +517,7 @@ fn largest_upload(state: &AppState) -> u64 {
 }
 
 /// The upload limit of one type.
-fn type_limit(state: &AppState, format: MediaFormat) -> u64 {
+pub fn type_limit(state: &AppState, format: MediaFormat) -> u64 {
     match format {
         MediaFormat::Image(_) => state.config.max_upload_bytes,
         MediaFormat::Video(_) => state.config.video.max_upload_bytes,

@@ -152,6 +152,19 @@ async fn assemble(state: &AppState, upload: &TusUpload, key: &str) -> Result<Rec
         .or_else(|| MediaFormat::sniff(&head))
         .filter(|format| super::tus::allowed(upload, format.content_type()))
         .ok_or_else(super::tus::not_an_image)?;
+    // Held to its own type's limit here too: a first PATCH too short to sniff is stored
+    // unjudged, and a creation may announce up to the larger of the two limits.
+    let limit = super::tus::type_limit(state, format);
+    if total > limit {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "a {} upload may be at most {limit} bytes",
+                format.content_type()
+            ),
+        ));
+    }
     Ok(Received {
         format,
         bytes: total,
