@@ -13,7 +13,7 @@ use std::time::Instant;
 
 mod common;
 
-use common::{cpu_seconds, median, ssim};
+use common::{cpu_seconds, median, photo_and_args, ssim};
 use image::{DynamicImage, GrayImage, RgbaImage, imageops::FilterType};
 use kiln_core::{Config, image_probe::ImageFormat};
 use kiln_worker::imaging::{self, Quality};
@@ -51,19 +51,9 @@ fn ssim_report(full: &DynamicImage, files: &[(String, Vec<u8>)]) -> String {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    let path = args.first().cloned().unwrap_or_else(|| {
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/bench-images/photo-16mp.jpg"
-        )
-        .into()
-    });
-    let runs: usize = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(5);
-    let peer_dir = args.get(2);
+    let (path, args) = photo_and_args();
+    let runs: usize = args.first().and_then(|n| n.parse().ok()).unwrap_or(5);
+    let peer_dir = args.get(1);
     let data = std::fs::read(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
     let config = Config::from_lookup(|var| match var {
         "KILN_FORMATS" => Some("jpeg,webp,avif".into()),

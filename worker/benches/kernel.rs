@@ -12,7 +12,7 @@ use std::time::Instant;
 
 mod common;
 
-use common::{cpu_seconds, median, peak_rss_mb, ssim};
+use common::{cpu_seconds, median, peak_rss_mb, photo_and_args, ssim};
 
 use kiln_core::{Config, image_probe::ImageFormat};
 use kiln_worker::imaging::{self, Quality};
@@ -43,20 +43,9 @@ fn quality_report(data: &[u8], rendition: &imaging::Rendition) -> String {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; anything else is ours.
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    let path = args.first().cloned().unwrap_or_else(|| {
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/bench-images/photo-16mp.jpg"
-        )
-        .into()
-    });
-    let runs: usize = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(7);
-    let threads: usize = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(1);
+    let (path, args) = photo_and_args();
+    let runs: usize = args.first().and_then(|n| n.parse().ok()).unwrap_or(7);
+    let threads: usize = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(1);
     let data = std::fs::read(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
     // The defaults, except the WebP effort when the environment names one (to compare them).
     let config = Config::from_lookup(|var| match var {

@@ -399,6 +399,20 @@ impl Config {
         crate::queue::Topology::new(&self.namespace, &self.retry_delays, self.delivery_limit)
     }
 
+    /// The largest upload of `format`'s kind (`KILN_MAX_UPLOAD_BYTES` for images,
+    /// `KILN_VIDEO_MAX_UPLOAD_BYTES` for videos).
+    pub fn upload_limit(&self, format: crate::media_format::MediaFormat) -> u64 {
+        match format {
+            crate::media_format::MediaFormat::Image(_) => self.max_upload_bytes,
+            crate::media_format::MediaFormat::Video(_) => self.video.max_upload_bytes,
+        }
+    }
+
+    /// The larger of the two upload limits: what applies before the bytes say what they are.
+    pub fn largest_upload(&self) -> u64 {
+        self.max_upload_bytes.max(self.video.max_upload_bytes)
+    }
+
     /// The local directory behind `storage_url`, when storage is local.
     pub fn local_storage_dir(&self) -> Option<PathBuf> {
         crate::storage::local_dir(&self.storage_url)

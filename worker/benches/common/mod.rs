@@ -1,4 +1,5 @@
-//! Measurements both image benchmarks take: CPU time, peak memory, SSIM, medians.
+//! Measurements both image benchmarks take: CPU time, peak memory, SSIM, medians; and their
+//! arguments.
 #![allow(dead_code)] // each bench uses its own subset
 
 /// CPU time this process has used so far, in seconds (utime + stime from /proc/self/stat).
@@ -57,4 +58,23 @@ pub fn ssim(a: &image::GrayImage, b: &image::GrayImage) -> f64 {
 pub fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
+}
+
+/// The bench's own arguments (`cargo bench` adds `--bench`): the photo (the shared 16 MP one by
+/// default) and the rest.
+pub fn photo_and_args() -> (String, Vec<String>) {
+    let mut args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let path = if args.is_empty() {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/bench-images/photo-16mp.jpg"
+        )
+        .to_owned()
+    } else {
+        args.remove(0)
+    };
+    (path, args)
 }

@@ -177,10 +177,7 @@ pub async fn upload(
     refuse_if_over_quota(&state, &caller.tenant, declared_length(request.headers())).await?;
     let trace = crate::trace_layer::JobTrace::of(request.extensions()).0;
     // The larger of the two limits until the bytes say which applies.
-    let limit = state
-        .config
-        .max_upload_bytes
-        .max(state.config.video.max_upload_bytes);
+    let limit = state.config.largest_upload();
     let pace = Pace::new(&state.config.limits);
     if declared_length(request.headers()).is_some_and(|len| len > limit + MULTIPART_SLACK) {
         // Refused from the header alone, but still drained (within bounds) so the client,
@@ -299,10 +296,7 @@ async fn receive(
              (judged by content, not name)",
         )
     })?;
-    let limit = match format {
-        MediaFormat::Image(_) => state.config.max_upload_bytes,
-        MediaFormat::Video(_) => state.config.video.max_upload_bytes,
-    };
+    let limit = state.config.upload_limit(format);
     // Now that the type is known, its own limit applies to the declared length too.
     if declared.is_some_and(|len| len > limit + MULTIPART_SLACK) {
         return Err(too_large(limit));

@@ -94,10 +94,7 @@ pub async fn create_token(
             message,
         )
     };
-    let limit = state
-        .config
-        .max_upload_bytes
-        .max(state.config.video.max_upload_bytes);
+    let limit = state.config.largest_upload();
     let content_types = match request.content_types {
         None => IMAGE_TYPES.map(str::to_owned).to_vec(),
         Some(types) if types.is_empty() => {

@@ -42,7 +42,10 @@ pub async fn discover(State(state): State<AppState>) -> Response {
     tus_headers(&mut headers);
     headers.insert("tus-version", HeaderValue::from_static(TUS_VERSION));
     headers.insert("tus-extension", HeaderValue::from_static(EXTENSIONS));
-    headers.insert("tus-max-size", HeaderValue::from(largest_upload(&state)));
+    headers.insert(
+        "tus-max-size",
+        HeaderValue::from(state.config.largest_upload()),
+    );
     (StatusCode::NO_CONTENT, headers).into_response()
 }
 
@@ -95,7 +98,7 @@ pub async fn create(State(state): State<AppState>, request: Request) -> Result<R
     // After the other headers: a malformed request is a 400 whatever version it claims.
     require_version(&parts.headers)?;
     // Each type's own limit is applied once the first bytes say what the upload is.
-    let mut limit = largest_upload(&state);
+    let mut limit = state.config.largest_upload();
     if let TusCaller::Token(token) = &caller {
         limit = limit.min(u64::try_from(token.max_bytes).unwrap_or(0));
     }
@@ -388,17 +391,10 @@ async fn append(
                 return Err(not_an_image());
             }
             if let Some(format) = sniffed {
-                let limit = type_limit(state, format);
-                if u64::try_from(upload.upload_length).unwrap_or(u64::MAX) > limit {
+                let length = u64::try_from(upload.upload_length).unwrap_or(u64::MAX);
+                if let Err(error) = within_type_limit(state, format, length) {
                     tus_finish::discard(state, upload.id).await;
-                    return Err(ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "payload_too_large",
-                        format!(
-                            "a {} upload may be at most {limit} bytes",
-                            format.content_type()
-                        ),
-                    ));
+                    return Err(error);
                 }
             }
             content_type = sniffed.map(|format| format.content_type().to_owned());
@@ -508,20 +504,25 @@ async fn drain(stream: &mut axum::body::BodyDataStream) {
     drained.await.ok();
 }
 
-/// The larger of the image and video upload limits: what a creation may announce.
-fn largest_upload(state: &AppState) -> u64 {
-    state
-        .config
-        .max_upload_bytes
-        .max(state.config.video.max_upload_bytes)
-}
-
-/// The upload limit of one type.
-pub fn type_limit(state: &AppState, format: MediaFormat) -> u64 {
-    match format {
-        MediaFormat::Image(_) => state.config.max_upload_bytes,
-        MediaFormat::Video(_) => state.config.video.max_upload_bytes,
+/// 413 when an upload of `format` of `bytes` is over its type's limit (a creation may
+/// announce up to the larger of the two).
+pub fn within_type_limit(
+    state: &AppState,
+    format: MediaFormat,
+    bytes: u64,
+) -> Result<(), ApiError> {
+    let limit = state.config.upload_limit(format);
+    if bytes <= limit {
+        return Ok(());
     }
+    Err(ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!(
+            "a {} upload may be at most {limit} bytes",
+            format.content_type()
+        ),
+    ))
 }
 
 /// Whether the upload may be of `content_type` (its token's types; any accepted type with a

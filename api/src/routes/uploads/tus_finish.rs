@@ -154,17 +154,7 @@ async fn assemble(state: &AppState, upload: &TusUpload, key: &str) -> Result<Rec
         .ok_or_else(super::tus::not_an_image)?;
     // Held to its own type's limit here too: a first PATCH too short to sniff is stored
     // unjudged, and a creation may announce up to the larger of the two limits.
-    let limit = super::tus::type_limit(state, format);
-    if total > limit {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!(
-                "a {} upload may be at most {limit} bytes",
-                format.content_type()
-            ),
-        ));
-    }
+    super::tus::within_type_limit(state, format, total)?;
     Ok(Received {
         format,
         bytes: total,
